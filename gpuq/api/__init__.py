@@ -1,0 +1,13 @@
+"""HTTP routes: thin handlers that turn requests into domain calls."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from gpuq.api import errors, health, leaderboard, submissions
+
+
+def init_app(app: Flask) -> None:
+    errors.init_app(app)
+    for module in (health, submissions, leaderboard):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,94 @@
+"""Every error leaves the API as `application/problem+json` (RFC 9457), from here.
+
+Body: `type` (always "about:blank": the status says what kind of problem it
+is), `title` (the status phrase), `status`, `detail` (what went wrong, for a
+person), `instance` (the request path) and, for invalid input, `errors`: a
+list of `{"field", "message"}`. No stack trace or server detail ever leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, json, request
+from flask_limiter.errors import RateLimitExceeded
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from gpuq.errors import GpuqError, InvalidInput, NotFound, RateLimited, Unavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+DATABASE_RETRY_AFTER = 5
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    """Build a problem+json response."""
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+        **extra,
+    }
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, RateLimitExceeded):
+        # Retry-After and X-RateLimit-* are added by gpuq.ratelimit.add_headers.
+        return problem(429, f"daily request limit of {exc.limit.limit} exceeded for this address")
+    headers = {name: value for name, value in exc.get_headers() if name == "Allow"}
+    return problem(exc.code or 500, exc.description or HTTPStatus(exc.code or 500).phrase, headers)
+
+
+def _domain_error(exc: GpuqError) -> Response:
+    if isinstance(exc, InvalidInput):
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        return problem(exc.status, exc.detail, errors=errors) if errors else problem(exc.status, exc.detail)
+    if isinstance(exc, NotFound):
+        return problem(404, exc.detail)
+    if isinstance(exc, RateLimited):
+        return problem(
+            429,
+            f"submission limit of {exc.limit} exceeded for this address; retry in {exc.retry_after} s",
+            {"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, Unavailable):
+        return problem(503, exc.detail, {"Retry-After": str(exc.retry_after)})
+    return _unexpected(exc)
+
+
+def _database_error(exc: Exception) -> Response:
+    if isinstance(exc, (OperationalError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem(
+            503,
+            "the database is unavailable; nothing was stored, retry later",
+            {"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
+    return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(GpuqError, _domain_error)
+    app.register_error_handler(DBAPIError, _database_error)
+    app.register_error_handler(PoolTimeout, _database_error)
+    app.register_error_handler(Exception, _unexpected)

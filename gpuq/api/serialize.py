@@ -1,0 +1,40 @@
+"""Turning stored values into JSON values: numbers stay numbers, times are UTC with a Z."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from gpuq.clock import iso_z
+from gpuq.leaderboard import Entry
+from gpuq.scoring import METRICS, Profile
+from gpuq.store.models import Submission
+
+
+def number(value: Decimal) -> int | float:
+    """A Decimal as a JSON number. Our values have at most 12 significant digits, which a
+    double's shortest repr reproduces exactly (87.95 prints as 87.95)."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def breakdown(submission: Submission, profile: Profile | None) -> dict[str, dict[str, Any]]:
+    """Per metric: the value submitted, its weight (points out of 100) and the points earned."""
+    result: dict[str, dict[str, Any]] = {}
+    for name in METRICS:
+        item: dict[str, Any] = {
+            "value": number(getattr(submission, name)),
+            "points": number(getattr(submission, f"points_{name}")),
+        }
+        if profile is not None:
+            item["weight"] = number(profile.weights[name])
+        result[name] = item
+    return result
+
+
+def entry(rank: int, item: Entry) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "submission_id": item.submission_id,
+        "score": number(item.score),
+        "submitted_at": iso_z(item.submitted_at),
+    }

@@ -1,0 +1,41 @@
+"""The application factory: `create_app(settings)` builds everything, connects nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from gpuq import api, leaderboard, profiles, ratelimit
+from gpuq.clock import EXTENSION as CLOCK, Clock, utcnow
+from gpuq.config import Settings
+from gpuq.store import db, redis
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Flask:
+    """Build the app for `settings` (default: from the environment).
+
+    Engines and pools are created here and connect lazily, so call this after
+    forking (gunicorn does: the app is not preloaded).
+    """
+    settings = settings or Settings.from_env()
+    app = Flask("gpuq")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        GPUQ_SETTINGS=settings,
+    )
+    app.json.sort_keys = False  # keep the documented field order
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    app.extensions[CLOCK] = clock
+    database = db.init_app(app, settings)
+    client = redis.init_app(app, settings)
+    leaderboard.init_app(app, settings, client, database.session)
+    profiles.init_app(app, settings)
+    ratelimit.init_app(app, settings, client.connection_pool if client else None)
+    api.init_app(app)
+    ratelimit.apply_exemptions(app)
+    logging.getLogger("gpuq").setLevel(logging.INFO)
+    return app

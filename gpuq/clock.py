@@ -1,0 +1,25 @@
+"""The clock: one injectable source of "now" (timezone-aware UTC), so tests can freeze time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from flask import current_app
+
+EXTENSION = "gpuq.clock"
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def now() -> dt.datetime:
+    """The current app's time."""
+    return current_app.extensions[EXTENSION]()
+
+
+def iso_z(moment: dt.datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a Z, as the specification shows: 2025-01-11T16:58:19.862Z."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,153 @@
+"""Settings: every knob of the service, read from the environment in one place.
+
+`Settings.from_env()` reads `os.environ` (after `.env` has been loaded by the
+entry point); tests build `Settings(...)` directly. Nothing here connects to
+anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+from limits import parse_many
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message names it."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Map `postgres://` and `postgresql://` to the psycopg 3 driver.
+
+    The specification's `.env` example uses a plain `postgresql://` URL; with
+    SQLAlchemy that would ask for psycopg2, which is not installed.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Typed configuration. Field docs name the environment variable."""
+
+    database_url: str = ""
+    """DATABASE_URL; empty means SQLite under `instance/`."""
+    redis_url: str = ""
+    """REDIS_URL; empty means in-process rate-limit counters and a database-backed index."""
+    secret_key: str = "dev-only-not-secret"
+    """FLASK_SECRET_KEY."""
+    submit_limit: str = "10 per hour"
+    """GPUQ_SUBMIT_LIMIT: accepted submissions per client address."""
+    daily_limit: str = "200 per day"
+    """GPUQ_DAILY_LIMIT: requests per client address over all limited routes together."""
+    trusted_proxies: int = 0
+    """GPUQ_TRUSTED_PROXIES: how many X-Forwarded-For hops to trust (0: use the socket peer)."""
+    auto_migrate: bool = True
+    """GPUQ_AUTO_MIGRATE: apply pending migrations when `python app.py` starts."""
+    max_body_bytes: int = 16 * 1024
+    """GPUQ_MAX_BODY_BYTES: larger request bodies get 413."""
+    time_best_seconds: Decimal = Decimal("0")
+    """GPUQ_TIME_BEST_SECONDS: completion time worth 100 % of its weight."""
+    time_worst_seconds: Decimal = Decimal("90")
+    """GPUQ_TIME_WORST_SECONDS: completion time worth 0 % of its weight."""
+    redis_timeout: float = 0.5
+    """GPUQ_REDIS_TIMEOUT: seconds before a Redis call counts as failed."""
+    db_timeout: float = 2.0
+    """GPUQ_DB_TIMEOUT: seconds to connect, wait for a pooled connection, or run a statement."""
+    redis_prefix: str = "gpuq"
+    """GPUQ_REDIS_PREFIX: namespace for every Redis key (several deployments can share one Redis)."""
+    index_check_seconds: float = 10.0
+    """GPUQ_INDEX_CHECK_SECONDS: how often a worker compares the Redis index with the database."""
+    ratelimit_enabled: bool = True
+    """GPUQ_RATELIMIT_ENABLED: off only for benchmarks and tests."""
+
+    def __post_init__(self) -> None:
+        for name in ("submit_limit", "daily_limit"):
+            value = getattr(self, name)
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ConfigError(f"{name.upper()}={value!r} is not a rate limit: {exc}") from exc
+        if self.time_worst_seconds <= self.time_best_seconds:
+            raise ConfigError("GPUQ_TIME_WORST_SECONDS must be greater than GPUQ_TIME_BEST_SECONDS")
+        if self.trusted_proxies < 0:
+            raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL SQLAlchemy should use (SQLite file when none is set)."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{INSTANCE_DIR / 'gpuq.sqlite3'}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when rate-limit counters live in the process: then one worker only."""
+        return not self.redis_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables; raises ConfigError naming a bad one."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            var = _ENV_NAMES[field.name]
+            if var not in env or env[var] == "":
+                continue
+            raw = env[var]
+            try:
+                kwargs[field.name] = _convert(field.type, raw)
+            except (ValueError, ArithmeticError) as exc:
+                raise ConfigError(f"{var}={raw!r}: {exc}") from exc
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "secret_key": "FLASK_SECRET_KEY",
+    "submit_limit": "GPUQ_SUBMIT_LIMIT",
+    "daily_limit": "GPUQ_DAILY_LIMIT",
+    "trusted_proxies": "GPUQ_TRUSTED_PROXIES",
+    "auto_migrate": "GPUQ_AUTO_MIGRATE",
+    "max_body_bytes": "GPUQ_MAX_BODY_BYTES",
+    "time_best_seconds": "GPUQ_TIME_BEST_SECONDS",
+    "time_worst_seconds": "GPUQ_TIME_WORST_SECONDS",
+    "redis_timeout": "GPUQ_REDIS_TIMEOUT",
+    "db_timeout": "GPUQ_DB_TIMEOUT",
+    "redis_prefix": "GPUQ_REDIS_PREFIX",
+    "index_check_seconds": "GPUQ_INDEX_CHECK_SECONDS",
+    "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",
+}
+
+
+def _convert(type_name: object, raw: str) -> object:
+    """Turn an environment string into the field's type (annotations are strings here)."""
+    if type_name == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true/false or 1/0")
+    if type_name == "int":
+        return int(raw)
+    if type_name == "float":
+        value = float(raw)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError("expected a finite number of seconds, 0 or more")
+        return value
+    if type_name == "Decimal":
+        value = Decimal(raw)
+        if not value.is_finite():
+            raise ValueError("expected a finite number")
+        return value
+    return raw

@@ -1,0 +1,53 @@
+"""Domain exceptions. Each carries the data its HTTP answer needs; `api/errors.py`
+maps them to problem+json in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+class GpuqError(Exception):
+    """Base of every domain error."""
+
+
+@dataclasses.dataclass
+class FieldError:
+    """One problem with one input field; `field` is a dotted path ("" for the whole body)."""
+
+    field: str
+    message: str
+
+
+class InvalidInput(GpuqError):
+    """The request is malformed (400) or well-formed but unacceptable (422)."""
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None, status: int = 422):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+        self.status = status
+
+
+class NotFound(GpuqError):
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class RateLimited(GpuqError):
+    """A rate limit is used up; retry after `retry_after` seconds."""
+
+    def __init__(self, limit: str, retry_after: int, reset_at: int):
+        super().__init__(f"rate limit of {limit} exceeded")
+        self.limit = limit
+        self.retry_after = retry_after
+        self.reset_at = reset_at
+
+
+class Unavailable(GpuqError):
+    """A dependency the request needs is down; retry after `retry_after` seconds."""
+
+    def __init__(self, detail: str, retry_after: int = 5):
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after

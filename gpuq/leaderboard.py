@@ -1,0 +1,297 @@
+"""The leaderboard: ranking rules, the database query, and the Redis index.
+
+Ranking rule (the one place it is decided): higher score first; between equal
+scores the earlier submission wins, "earlier" meaning the smaller submission
+id (ids are handed out in arrival order by the database). Rank 1 is the best.
+
+Two implementations give the same ranking (a test proves it):
+
+* `DatabaseLeaderboard`: indexed queries on `submissions`; the embedded
+  default and the fallback whenever Redis fails.
+* `RedisLeaderboard`: a sorted set kept in step on every accepted submission.
+  Redis is never the source of truth: when the set is missing, of the wrong
+  type, holds garbage, or its size differs from the database's row count it
+  is rebuilt from the database (into a temporary key, then RENAME, so readers
+  never see a half-built board).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
+
+import redis
+from flask import Flask, current_app
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gpuq.config import Settings
+from gpuq.store.models import Submission
+
+log = logging.getLogger(__name__)
+
+ID_BITS = 39
+"""Bits for the submission id in the composite key: ids up to about 5.5e11."""
+MAX_ID = (1 << ID_BITS) - 1
+CENTS = Decimal(100)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    submission_id: int
+    score: Decimal
+    submitted_at: dt.datetime
+
+    @classmethod
+    def of(cls, submission: Submission) -> Entry:
+        return cls(submission.id, submission.score, submission.created_at)
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    entries: list[Entry]
+    total: int
+
+
+class Leaderboard(Protocol):
+    def add(self, entry: Entry) -> int | None:
+        """Index an accepted submission; return its rank when cheaply known."""
+
+    def page(self, offset: int, limit: int) -> Page:
+        """Entries ranked offset+1 .. offset+limit, and the total count."""
+
+    def rank(self, entry: Entry) -> int:
+        """The 1-based rank of a stored submission."""
+
+
+def composite_key(score: Decimal, submission_id: int) -> int:
+    """An integer that sorts like (score desc, id asc) under ZREVRANGE and stays below 2**53.
+
+    score (0.00-100.00) in cents takes the high 14 bits; the low 39 bits hold
+    the id inverted, so that between equal scores the smaller id ranks higher.
+    Doubles represent every such integer exactly.
+    """
+    if not 0 < submission_id <= MAX_ID:
+        raise ValueError(f"submission id {submission_id} does not fit the composite key")
+    cents = int(score * CENTS)
+    return (cents << ID_BITS) | (MAX_ID - submission_id)
+
+
+def _member(entry: Entry) -> str:
+    """The sorted-set member: id and submission time in ms, all the board shows besides the score."""
+    millis = int(entry.submitted_at.timestamp() * 1000)
+    return f"{entry.submission_id}:{millis}"
+
+
+def _decode(member: bytes, composite: float) -> Entry:
+    """Inverse of _member/composite_key; raises ValueError on anything malformed."""
+    id_text, _, millis_text = member.decode("ascii").partition(":")
+    submission_id, millis = int(id_text), int(millis_text)
+    key = int(composite)
+    if key != composite or MAX_ID - (key & MAX_ID) != submission_id:
+        raise ValueError(f"index member {member!r} does not match its score")
+    score = Decimal(key >> ID_BITS) / CENTS
+    submitted_at = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
+    return Entry(submission_id, score.quantize(Decimal("0.01")), submitted_at)
+
+
+class DatabaseLeaderboard:
+    """Ranking straight from the database (uses index ix_submissions_ranking)."""
+
+    def __init__(self, sessions: Callable[[], Session]):
+        self._sessions = sessions
+
+    def add(self, entry: Entry) -> int | None:
+        return None  # the row itself is the index
+
+    def page(self, offset: int, limit: int) -> Page:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Submission.id, Submission.score, Submission.created_at)
+                .order_by(Submission.score.desc(), Submission.id)
+                .offset(offset)
+                .limit(limit)
+            ).all()
+            total = session.scalar(select(func.count()).select_from(Submission)) or 0
+        return Page([Entry(*row) for row in rows], total)
+
+    def rank(self, entry: Entry) -> int:
+        with self._sessions() as session:
+            better = session.scalar(
+                select(func.count())
+                .select_from(Submission)
+                .where(
+                    or_(
+                        Submission.score > entry.score,
+                        (Submission.score == entry.score) & (Submission.id < entry.submission_id),
+                    )
+                )
+            )
+        return (better or 0) + 1
+
+    def count(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.count()).select_from(Submission)) or 0
+
+    def all_entries(self, after_id: int = 0, batch: int = 5000) -> list[list[Entry]]:
+        """Every submission with id > after_id, in batches (for rebuilding an index)."""
+        batches: list[list[Entry]] = []
+        last = after_id
+        with self._sessions() as session:
+            while True:
+                rows = session.execute(
+                    select(Submission.id, Submission.score, Submission.created_at)
+                    .where(Submission.id > last)
+                    .order_by(Submission.id)
+                    .limit(batch)
+                ).all()
+                if not rows:
+                    return batches
+                batches.append([Entry(*row) for row in rows])
+                last = rows[-1][0]
+
+
+class RedisLeaderboard:
+    """The sorted-set index with the database as fallback and as the truth to rebuild from.
+
+    Failure policy: any Redis error or malformed data marks the index stale,
+    is logged, and the request is answered from the database. A stale index
+    (or one not verified for `check_seconds`) is compared with the database
+    row count before the next read and rebuilt when they differ.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        database: DatabaseLeaderboard,
+        key: str,
+        check_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self._redis = client
+        self._db = database
+        self.key = key
+        self._check_seconds = check_seconds
+        self._monotonic = monotonic
+        self._next_check = 0.0  # verify before the first read
+        self.stale = True
+
+    def _mark_stale(self, why: BaseException) -> None:
+        log.warning("leaderboard index unusable, answering from the database: %r", why)
+        self.stale = True
+
+    def add(self, entry: Entry) -> int | None:
+        member = _member(entry)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zadd(self.key, {member: composite_key(entry.score, entry.submission_id)})
+            pipe.zrevrank(self.key, member)
+            _, rank = pipe.execute()
+        except redis.RedisError as exc:
+            self._mark_stale(exc)
+            return None
+        if self.stale:
+            return None  # the index may miss better entries; let the caller ask the database
+        return None if rank is None else rank + 1
+
+    def page(self, offset: int, limit: int) -> Page:
+        self._verify_if_due()
+        if not self.stale:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.zcard(self.key)
+                pipe.zrevrange(self.key, offset, offset + limit - 1, withscores=True)
+                total, rows = pipe.execute()
+                return Page([_decode(m, s) for m, s in rows], total)
+            except (redis.RedisError, ValueError, UnicodeDecodeError) as exc:
+                self._mark_stale(exc)
+        return self._db.page(offset, limit)
+
+    def rank(self, entry: Entry) -> int:
+        self._verify_if_due()
+        if not self.stale:
+            try:
+                rank = self._redis.zrevrank(self.key, _member(entry))
+                if rank is not None:
+                    return rank + 1
+                self.stale = True  # a stored submission missing from the index
+            except redis.RedisError as exc:
+                self._mark_stale(exc)
+        return self._db.rank(entry)
+
+    def _verify_if_due(self) -> None:
+        now = self._monotonic()
+        if not self.stale and now < self._next_check:
+            return
+        try:
+            self.verify()
+        except redis.RedisError as exc:
+            self._mark_stale(exc)
+        else:
+            self._next_check = now + self._check_seconds
+
+    def verify(self) -> bool:
+        """Compare the index size with the database; rebuild when they differ.
+
+        Returns True when a rebuild happened. Raises redis.RedisError when
+        Redis is unreachable (the index then stays stale).
+        """
+        try:
+            indexed = self._redis.zcard(self.key)
+        except redis.ResponseError:  # WRONGTYPE: someone wrote another type under our key
+            indexed = -1
+        if indexed == self._db.count():
+            self.stale = False
+            return False
+        self.rebuild()
+        return True
+
+    def rebuild(self) -> int:
+        """Rebuild the index from the database atomically; returns the number of entries.
+
+        Submissions committed while the rebuild runs are caught up after the
+        RENAME; one committed out of id order in that instant can still be
+        missed, and the next periodic verify repairs it.
+        """
+        temp = f"{self.key}:rebuild:{uuid.uuid4().hex}"
+        count, last_id = 0, 0
+        try:
+            for batch in self._db.all_entries():
+                self._redis.zadd(temp, {_member(e): composite_key(e.score, e.submission_id) for e in batch})
+                count += len(batch)
+                last_id = batch[-1].submission_id
+            if count:
+                self._redis.rename(temp, self.key)
+            else:
+                self._redis.delete(self.key)
+            for batch in self._db.all_entries(after_id=last_id):
+                self._redis.zadd(self.key, {_member(e): composite_key(e.score, e.submission_id) for e in batch})
+                count += len(batch)
+        finally:
+            self._redis.delete(temp)
+        log.info("leaderboard index rebuilt from the database: %d entries", count)
+        self.stale = False
+        return count
+
+
+EXTENSION = "gpuq.leaderboard"
+
+
+def init_app(app: Flask, settings: Settings, client: redis.Redis | None, sessions: Callable[[], Session]) -> Leaderboard:
+    """The Redis index when Redis is configured, else the database query."""
+    database = DatabaseLeaderboard(sessions)
+    board: Leaderboard = database
+    if client is not None:
+        board = RedisLeaderboard(client, database, f"{settings.redis_prefix}:leaderboard", settings.index_check_seconds)
+    app.extensions[EXTENSION] = board
+    return board
+
+
+def get_leaderboard(app: Flask | None = None) -> Leaderboard:
+    return (app or current_app).extensions[EXTENSION]

@@ -1,0 +1,1 @@
+"""Storage: the database (source of truth) and Redis (rebuildable index and counters)."""

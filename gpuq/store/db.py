@@ -1,0 +1,68 @@
+"""The database engine and sessions for one app (one per worker process).
+
+The engine is created in `init_app`, i.e. after gunicorn forks, and connects
+lazily. Every wait is bounded by `Settings.db_timeout`: connecting, waiting for
+a pooled connection and (on PostgreSQL) running a statement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from gpuq.config import INSTANCE_DIR, Settings
+
+EXTENSION = "gpuq.db"
+
+
+@dataclasses.dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def session(self) -> Session:
+        """A new session; use it in a `with` block and commit at the edge."""
+        return self.sessions()
+
+
+def make_engine(settings: Settings) -> Engine:
+    """Build the engine for `settings` with every timeout set; connects lazily."""
+    url = settings.sqlalchemy_url
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": settings.db_timeout, "check_same_thread": False}
+    else:
+        timeout_ms = int(settings.db_timeout * 1000)
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(settings.db_timeout)),
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+        }
+        options.update(pool_size=10, max_overflow=10, pool_timeout=settings.db_timeout)
+    engine = create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside the writer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def init_app(app: Flask, settings: Settings) -> Database:
+    engine = make_engine(settings)
+    database = Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+    app.extensions[EXTENSION] = database
+    return database
+
+
+def get_db(app: Flask | None = None) -> Database:
+    return (app or current_app).extensions[EXTENSION]

@@ -1,0 +1,76 @@
+"""Schema migrations (Alembic), safe to start on several hosts at once.
+
+`upgrade()` takes a lock first: a PostgreSQL advisory lock (held by the
+migrating connection, released when it closes) or, for SQLite, an exclusive
+file lock beside the database. Whoever gets the lock second finds nothing left
+to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from gpuq.config import INSTANCE_DIR
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+# An arbitrary constant naming gpuq's migration lock among PostgreSQL advisory locks.
+ADVISORY_LOCK_KEY = 0x67707571
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.commit()
+            try:
+                yield connection
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+                connection.commit()
+        return
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(INSTANCE_DIR / "migrate.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            with engine.connect() as connection:
+                yield connection
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply every pending migration up to `revision`, under the migration lock."""
+    with _migration_lock(engine) as connection:
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo migrations down to `revision` (e.g. "base"), under the migration lock."""
+    with _migration_lock(engine) as connection:
+        command.downgrade(alembic_config(connection), revision)
+        connection.commit()
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the database schema is at the newest migration."""
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    with engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads()) == heads

@@ -1,0 +1,103 @@
+"""Database models: the source of truth.
+
+Every metric, every point and the score live in exact numeric columns; CHECK
+constraints repeat the API's range rules so that nothing out of range or
+non-finite (PostgreSQL's NUMERIC accepts 'NaN' and 'Infinity') can be stored
+even by a buggy caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gpuq.store.types import ExactDecimal, UTCDateTime
+
+# Deterministic constraint names, so that migrations can refer to them on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MAX_COMPLETION_SECONDS = Decimal(86400)
+"""Completion times above one day are refused as absurd."""
+
+PERCENT = ExactDecimal(7, 4)
+SECONDS = ExactDecimal(12, 4)
+POINTS = ExactDecimal(7, 4)
+SCORE = ExactDecimal(5, 2)
+
+# BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ScoringProfile(Base):
+    """One version of the scoring rules. Versions are never edited, only added."""
+
+    __tablename__ = "scoring_profiles"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    parameters: Mapped[str] = mapped_column(Text, nullable=False)
+    """The profile as canonical JSON (`Profile.as_dict()`, sorted keys)."""
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+def _between(column: str, low: str, high: str) -> str:
+    return f"{column} >= {low} AND {column} <= {high}"
+
+
+class Submission(Base):
+    """One accepted benchmark result, scored under `profile_version`."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    gpu_utilization: Mapped[Decimal] = mapped_column(PERCENT, nullable=False)
+    memory_usage: Mapped[Decimal] = mapped_column(PERCENT, nullable=False)
+    power_efficiency: Mapped[Decimal] = mapped_column(PERCENT, nullable=False)
+    completion_time: Mapped[Decimal] = mapped_column(SECONDS, nullable=False)
+    accuracy: Mapped[Decimal] = mapped_column(PERCENT, nullable=False)
+    score: Mapped[Decimal] = mapped_column(SCORE, nullable=False)
+    points_gpu_utilization: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
+    points_memory_usage: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
+    points_power_efficiency: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
+    points_completion_time: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
+    points_accuracy: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
+    profile_version: Mapped[int] = mapped_column(
+        ForeignKey("scoring_profiles.version"), nullable=False
+    )
+    client_address: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint(_between("gpu_utilization", "0", "100"), name="gpu_utilization_range"),
+        CheckConstraint(_between("memory_usage", "0", "100"), name="memory_usage_range"),
+        CheckConstraint(_between("power_efficiency", "0", "100"), name="power_efficiency_range"),
+        CheckConstraint(_between("accuracy", "0", "100"), name="accuracy_range"),
+        CheckConstraint(
+            f"completion_time > 0 AND completion_time <= {MAX_COMPLETION_SECONDS}",
+            name="completion_time_range",
+        ),
+        CheckConstraint(_between("score", "0", "100"), name="score_range"),
+        CheckConstraint(
+            " AND ".join(
+                _between(f"points_{m}", "0", "100")
+                for m in ("gpu_utilization", "memory_usage", "power_efficiency", "completion_time", "accuracy")
+            ),
+            name="points_range",
+        ),
+    )
+
+
+# The leaderboard order: score descending, ties to the earlier (smaller) id.
+Index("ix_submissions_ranking", Submission.score.desc(), Submission.id)
