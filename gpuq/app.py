@@ -8,7 +8,8 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gpuq import api, leaderboard, profiles, ratelimit
-from gpuq.clock import EXTENSION as CLOCK, Clock, utcnow
+from gpuq.clock import EXTENSION as CLOCK
+from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
 from gpuq.store import db, redis
 

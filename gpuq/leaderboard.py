@@ -271,7 +271,9 @@ class RedisLeaderboard:
             else:
                 self._redis.delete(self.key)
             for batch in self._db.all_entries(after_id=last_id):
-                self._redis.zadd(self.key, {_member(e): composite_key(e.score, e.submission_id) for e in batch})
+                self._redis.zadd(
+                    self.key, {_member(e): composite_key(e.score, e.submission_id) for e in batch}
+                )
                 count += len(batch)
         finally:
             self._redis.delete(temp)
@@ -283,12 +285,16 @@ class RedisLeaderboard:
 EXTENSION = "gpuq.leaderboard"
 
 
-def init_app(app: Flask, settings: Settings, client: redis.Redis | None, sessions: Callable[[], Session]) -> Leaderboard:
+def init_app(
+    app: Flask, settings: Settings, client: redis.Redis | None, sessions: Callable[[], Session]
+) -> Leaderboard:
     """The Redis index when Redis is configured, else the database query."""
     database = DatabaseLeaderboard(sessions)
     board: Leaderboard = database
     if client is not None:
-        board = RedisLeaderboard(client, database, f"{settings.redis_prefix}:leaderboard", settings.index_check_seconds)
+        board = RedisLeaderboard(
+            client, database, f"{settings.redis_prefix}:leaderboard", settings.index_check_seconds
+        )
     app.extensions[EXTENSION] = board
     return board
 

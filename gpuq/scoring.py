@@ -19,9 +19,9 @@ example of the specification (90, 85, 95, 30 s, 98) scores exactly 87.95.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
-from collections.abc import Mapping
 
 METRICS = ("gpu_utilization", "memory_usage", "power_efficiency", "completion_time", "accuracy")
 PERCENT_METRICS = ("gpu_utilization", "memory_usage", "power_efficiency", "accuracy")
@@ -100,10 +100,8 @@ def score(metrics: Mapping[str, Decimal], profile: Profile) -> Score:
     points: dict[str, Decimal] = {}
     for name in METRICS:
         value = metrics[name]
-        if name == "completion_time":
-            fraction = completion_fraction(value, profile)
-        else:
-            fraction = value / HUNDRED
+        is_time = name == "completion_time"
+        fraction = completion_fraction(value, profile) if is_time else value / HUNDRED
         points[name] = round_half_up(profile.weights[name] * fraction, POINTS_QUANTUM)
     total = round_half_up(sum(points.values(), Decimal(0)), SCORE_QUANTUM)
     return Score(total=total, points=MappingProxyType(points))

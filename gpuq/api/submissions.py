@@ -30,9 +30,7 @@ def submit_qualification():
     get_limits().submissions.acquire(address)
     profile, version = get_profile()
     with get_db().session() as session:
-        submission = submissions.record(
-            session, metrics.model_dump(), profile, version, address, now()
-        )
+        submission = submissions.record(session, metrics.model_dump(), profile, version, address, now())
         session.commit()
     board = get_leaderboard()
     item = Entry.of(submission)

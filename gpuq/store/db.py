@@ -8,13 +8,15 @@ a pooled connection and (on PostgreSQL) running a statement.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpuq.config import INSTANCE_DIR, Settings
+from gpuq.config import Settings
 
 EXTENSION = "gpuq.db"
 
@@ -34,7 +36,9 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
     options: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
-        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        database_file = make_url(url).database
+        if database_file and database_file != ":memory:":
+            Path(database_file).parent.mkdir(parents=True, exist_ok=True)
         options["connect_args"] = {"timeout": settings.db_timeout, "check_same_thread": False}
     else:
         timeout_ms = int(settings.db_timeout * 1000)

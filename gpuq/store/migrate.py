@@ -19,8 +19,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
-from gpuq.config import INSTANCE_DIR
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 # An arbitrary constant naming gpuq's migration lock among PostgreSQL advisory locks.
 ADVISORY_LOCK_KEY = 0x67707571
@@ -45,8 +43,14 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
                 connection.commit()
         return
-    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(INSTANCE_DIR / "migrate.lock", "w") as lock_file:
+    database_file = engine.url.database
+    lock_path = Path(f"{database_file}.migrate.lock") if database_file not in (None, "", ":memory:") else None
+    if lock_path is None:  # an in-memory database is private to this process: nothing to lock
+        with engine.connect() as connection:
+            yield connection
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             with engine.connect() as connection:

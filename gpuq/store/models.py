@@ -73,9 +73,7 @@ class Submission(Base):
     points_power_efficiency: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
     points_completion_time: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
     points_accuracy: Mapped[Decimal] = mapped_column(POINTS, nullable=False)
-    profile_version: Mapped[int] = mapped_column(
-        ForeignKey("scoring_profiles.version"), nullable=False
-    )
+    profile_version: Mapped[int] = mapped_column(ForeignKey("scoring_profiles.version"), nullable=False)
     client_address: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
@@ -92,7 +90,13 @@ class Submission(Base):
         CheckConstraint(
             " AND ".join(
                 _between(f"points_{m}", "0", "100")
-                for m in ("gpu_utilization", "memory_usage", "power_efficiency", "completion_time", "accuracy")
+                for m in (
+                    "gpu_utilization",
+                    "memory_usage",
+                    "power_efficiency",
+                    "completion_time",
+                    "accuracy",
+                )
             ),
             name="points_range",
         ),

@@ -1,0 +1,162 @@
+"""The production server: gunicorn with gevent workers, through gunicorn's application API.
+
+Start-up order, all in the master process: read `.env` and the environment,
+apply pending migrations (under the migration lock; `GPUQ_AUTO_MIGRATE=0`
+skips this), report what the service runs on, then fork the workers; each
+worker builds its own app (engines and pools after the fork).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from dotenv import load_dotenv
+from gunicorn.app.base import BaseApplication
+
+from gpuq.config import ConfigError, Settings
+
+log = logging.getLogger("gpuq.server")
+
+
+class GpuqServer(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any]):
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):  # runs in each worker after the fork
+        from gpuq.app import create_app
+
+        return create_app(self.settings)
+
+
+def parse_args(argv: list[str] | None, environ: dict[str, str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python app.py", description="Serve the gpuq API.")
+    parser.add_argument(
+        "--host", default=environ.get("HOST", "127.0.0.1"), help="address to bind (HOST; default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(environ.get("PORT", "5000")), help="port (PORT; default 5000)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(environ["WEB_CONCURRENCY"]) if environ.get("WEB_CONCURRENCY") else None,
+        help="worker processes (WEB_CONCURRENCY; default: CPU count; always 1 without Redis)",
+    )
+    return parser.parse_args(argv)
+
+
+def worker_count(requested: int | None, settings: Settings) -> int:
+    """Without Redis the rate-limit counters live in the process: exactly one worker keeps them exact."""
+    if settings.embedded:
+        return 1
+    return requested if requested and requested > 0 else (os.cpu_count() or 1)
+
+
+def describe(settings: Settings) -> str:
+    database = (
+        "SQLite (instance/gpuq.sqlite3)" if not settings.database_url else _redact(settings.sqlalchemy_url)
+    )
+    if settings.embedded:
+        return f"embedded mode: database {database}, in-process rate limits and leaderboard query, one worker"
+    return f"database {database}, Redis {_redact(settings.redis_url)}"
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
+
+
+def migrate_or_explain(settings: Settings) -> bool:
+    """Apply pending migrations; on failure print what to check and return False."""
+    from sqlalchemy.exc import OperationalError
+
+    from gpuq.store import migrate
+    from gpuq.store.db import make_engine
+
+    engine = make_engine(settings)
+    try:
+        migrate.upgrade(engine)
+    except OperationalError as exc:
+        print(
+            f"gpuq: cannot reach the database ({_redact(settings.sqlalchemy_url)}): {exc.orig}\n"
+            "gpuq: is PostgreSQL running? Check with `pg_isready`, and check DATABASE_URL.",
+            file=sys.stderr,
+        )
+        return False
+    finally:
+        engine.dispose()
+    return True
+
+
+def check_redis(settings: Settings) -> None:
+    if settings.embedded:
+        return
+    from gpuq.store.redis import make_client
+
+    client = make_client(settings)
+    try:
+        client.ping()
+    except Exception as exc:
+        print(
+            f"gpuq: Redis at {_redact(settings.redis_url)} is not answering ({type(exc).__name__}); "
+            "serving degraded: leaderboard from the database, rate limits per worker. "
+            "Check with `redis-cli ping`.",
+            file=sys.stderr,
+        )
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_dotenv(".env")  # real environment variables win over .env
+    environ = dict(os.environ)
+    args = parse_args(argv, environ)
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as exc:
+        print(f"gpuq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    workers = worker_count(args.workers, settings)
+    if settings.embedded and args.workers not in (None, 1):
+        print(
+            f"gpuq: embedded mode runs one worker, not {args.workers} (set REDIS_URL for more)",
+            file=sys.stderr,
+        )
+    if settings.auto_migrate and not migrate_or_explain(settings):
+        return 1
+    check_redis(settings)
+    print(f"gpuq: {describe(settings)}", file=sys.stderr)
+    print(f"gpuq: serving on http://{args.host}:{args.port} with {workers} worker(s)", file=sys.stderr)
+    options = {
+        "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
+        "workers": workers,
+        "worker_class": "gevent",
+        "worker_connections": 2000,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "preload_app": False,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "gpuq",
+        # Several servers may share a host (tests, blue/green); nothing here uses the control socket.
+        "control_socket_disable": True,
+    }
+    GpuqServer(settings, options).run()
+    return 0
