@@ -75,7 +75,7 @@ class Settings:
             try:
                 parse_many(value)
             except ValueError as exc:
-                raise ConfigError(f"{name.upper()}={value!r} is not a rate limit: {exc}") from exc
+                raise ConfigError(f"{_ENV_NAMES[name]}={value!r} is not a rate limit: {exc}") from exc
         if self.time_worst_seconds <= self.time_best_seconds:
             raise ConfigError("GPUQ_TIME_WORST_SECONDS must be greater than GPUQ_TIME_BEST_SECONDS")
         if self.trusted_proxies < 0:

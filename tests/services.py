@@ -1,0 +1,130 @@
+"""Reaching the real PostgreSQL and Redis the tests run against.
+
+Addresses come from GPUQ_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres)
+and GPUQ_TEST_REDIS (default redis://127.0.0.1:6379/0). When a service is not
+reachable its tests skip loudly, unless REQUIRE_SERVICES=1 (as in CI), where
+they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+PG_ADMIN_URL = os.environ.get("GPUQ_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("GPUQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def unavailable(what: str, why: BaseException) -> None:
+    message = f"{what} is not reachable ({type(why).__name__}: {why})"
+    if REQUIRED:
+        pytest.fail(f"{message}; REQUIRE_SERVICES=1 makes this a failure", pytrace=False)
+    pytest.skip(f"{message}: skipping (set REQUIRE_SERVICES=1 to fail instead)")
+
+
+def create_database() -> str:
+    """Create a throw-away PostgreSQL database; returns its URL."""
+    name = f"gpuq_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        unavailable("PostgreSQL", exc)
+    finally:
+        admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def check_redis(url: str = REDIS_URL) -> None:
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except Exception as exc:
+        unavailable("Redis", exc)
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port (polls; fails if `process` dies)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+
+
+class RedisServer:
+    """A private redis-server on a free port, so a test may kill and restart it."""
+
+    def __init__(self, workdir: Path):
+        if shutil.which("redis-server") is None:
+            unavailable("redis-server", FileNotFoundError("redis-server"))
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
