@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,7 @@ class Usage:
     limit: int
     remaining: int
     reset_at: int
+    retry_after: int
 
 
 class SubmissionQuota:
@@ -80,7 +82,7 @@ class SubmissionQuota:
         the earlier ones stay used (the client did ask).
         """
         if not self._enabled:
-            return Usage(0, 0, 0)
+            return Usage(0, 0, 0, 0)
         usage: Usage | None = None
         for item in self._limits:
             args = (self._prefix, "submit", address)
@@ -92,18 +94,20 @@ class SubmissionQuota:
                 log.warning("rate-limit storage failed, counting in memory: %r", exc)
                 allowed = self._fallback.hit(item, *args)
                 reset, remaining = self._fallback.get_window_stats(item, *args)
-            reset_at = int(reset) + 1
+            reset_at = math.ceil(reset)
             if not allowed:
-                raise RateLimited(str(item), retry_after=_seconds_until(reset_at), reset_at=reset_at)
+                g.gpuq_rate_usage = Usage(item.amount, 0, reset_at, _seconds_until(reset, item))
+                raise RateLimited(str(item), retry_after=_seconds_until(reset, item), reset_at=reset_at)
             if usage is None or remaining < usage.remaining:
-                usage = Usage(item.amount, remaining, reset_at)
+                usage = Usage(item.amount, remaining, reset_at, _seconds_until(reset, item))
         assert usage is not None
         g.gpuq_rate_usage = usage
         return usage
 
 
-def _seconds_until(epoch: float) -> int:
-    return max(1, int(epoch - time.time()) + 1)
+def _seconds_until(epoch: float, item: RateLimitItem) -> int:
+    """Whole seconds to wait until `epoch`: at least 1, never more than the limit's window."""
+    return min(item.get_expiry(), max(1, math.ceil(epoch - time.time())))
 
 
 @dataclasses.dataclass
@@ -164,7 +168,10 @@ def current_usage() -> Usage | None:
     if limit is None:
         return None
     try:
-        return Usage(limit.limit.amount, limit.remaining, limit.reset_at)
+        reset = limit.window.reset_time
+        return Usage(
+            limit.limit.amount, limit.remaining, math.ceil(reset), _seconds_until(reset, limit.limit)
+        )
     except Exception as exc:  # storage failed between the check and now
         log.warning("rate-limit storage failed while reading usage: %r", exc)
         return None
@@ -178,5 +185,5 @@ def add_headers(response: Response) -> Response:
         response.headers["X-RateLimit-Remaining"] = str(usage.remaining)
         response.headers["X-RateLimit-Reset"] = str(usage.reset_at)
         if response.status_code == 429 and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(_seconds_until(usage.reset_at))
+            response.headers["Retry-After"] = str(usage.retry_after)
     return response

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from gpuq.clock import to_millis
 from gpuq.errors import NotFound
 from gpuq.scoring import METRICS, Profile, score
 from gpuq.store.models import Submission
@@ -29,7 +30,7 @@ def record(
         score=result.total,
         profile_version=profile_version,
         client_address=client_address[:64],
-        created_at=now,
+        created_at=to_millis(now),
     )
     session.add(submission)
     session.flush()

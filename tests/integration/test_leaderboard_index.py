@@ -1,0 +1,160 @@
+"""The Redis index ranks exactly like the database, and repairs itself from it."""
+
+from __future__ import annotations
+
+import random
+
+import redis
+from sqlalchemy import text
+
+from gpuq.leaderboard import DatabaseLeaderboard, RedisLeaderboard, get_leaderboard
+from gpuq.store.db import get_db
+from tests.conftest import WORKED_EXAMPLE, stored_count
+from tests.services import RedisServer
+
+
+def fill(client, count: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    for _ in range(count):
+        # Few distinct values, so that many scores tie.
+        body = {**WORKED_EXAMPLE, "accuracy": rng.choice([10, 50, 98]), "memory_usage": rng.choice([0, 85])}
+        assert client.post("/submit_qualification", json=body).status_code == 201
+
+
+def database_ranking(app) -> list[tuple[int, str]]:
+    with get_db(app).engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, score FROM submissions ORDER BY score DESC, id")).all()
+    return [(row.id, f"{row.score:.2f}") for row in rows]
+
+
+def board_ranking(client) -> list[tuple[int, str]]:
+    result = []
+    offset = 0
+    while True:
+        page = client.get(f"/leaderboard?limit=100&offset={offset}").get_json()
+        result += [(e["submission_id"], f"{e['score']:.2f}") for e in page["leaderboard"]]
+        offset += 100
+        if offset >= page["total"]:
+            return result
+
+
+def index_members(app) -> list[int]:
+    board = get_leaderboard(app)
+    members = board._redis.zrevrange(board.key, 0, -1)
+    return [int(m.split(b":")[0]) for m in members]
+
+
+def test_redis_and_database_give_the_same_ranking(make_app):
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    fill(client, 150)
+    board = get_leaderboard(app)
+    assert isinstance(board, RedisLeaderboard)
+    database = DatabaseLeaderboard(get_db(app).session)
+
+    assert board.page(0, 150) == database.page(0, 150)
+    assert board.page(37, 20) == database.page(37, 20)
+    for entry in database.page(0, 150).entries[::7]:
+        assert board.rank(entry) == database.rank(entry)
+    assert board_ranking(client) == database_ranking(app)
+    assert [sid for sid, _ in database_ranking(app)] == index_members(app)
+
+
+def test_a_flushed_index_is_rebuilt_from_the_database(make_app, redis_url):
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    fill(client, 30)
+    board = get_leaderboard(app)
+    board._redis.delete(board.key)
+
+    assert board_ranking(client) == database_ranking(app)
+    assert index_members(app) == [sid for sid, _ in database_ranking(app)]
+
+
+def test_an_index_of_the_wrong_type_is_replaced(make_app):
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    fill(client, 10)
+    board = get_leaderboard(app)
+    board._redis.set(board.key, "garbage")
+
+    assert board_ranking(client) == database_ranking(app)
+    assert board._redis.type(board.key) == b"zset"
+    assert index_members(app) == [sid for sid, _ in database_ranking(app)]
+
+
+def test_garbage_members_are_never_served(make_app):
+    app = make_app(ratelimit_enabled=False, index_check_seconds=3600.0)
+    client = app.test_client()
+    fill(client, 5)
+    board = get_leaderboard(app)
+    client.get("/leaderboard")  # verified once, not again for an hour
+    board._redis.zadd(board.key, {b"not-a-member": 2**52})
+
+    assert board_ranking(client) == database_ranking(app)  # answered from the database
+    assert board.stale
+    client.get("/leaderboard")  # the stale index is verified and rebuilt
+    assert index_members(app) == [sid for sid, _ in database_ranking(app)]
+
+
+def test_missing_entries_are_noticed_by_the_count_check(make_app):
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    fill(client, 8)
+    board = get_leaderboard(app)
+    board._redis.zremrangebyrank(board.key, 0, 2)
+
+    assert board_ranking(client) == database_ranking(app)
+    assert len(index_members(app)) == 8
+
+
+def test_redis_unreachable_submissions_and_board_keep_working(make_app, backend):
+    app = make_app(redis_url="redis://127.0.0.1:1/0", submit_limit="3 per hour")
+    client = app.test_client()
+    statuses = [client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code for _ in range(4)]
+    assert statuses == [201, 201, 201, 429]  # limits still hold (per worker, in memory)
+    assert stored_count(app) == 3
+    board = client.get("/leaderboard").get_json()
+    assert board["total"] == 3
+    assert board_ranking(client) == database_ranking(app)
+    health = client.get("/")
+    assert health.status_code == 200
+    assert health.get_json()["status"] == "degraded"
+    assert health.get_json()["checks"]["redis"]["status"] == "down"
+
+
+def test_index_catches_up_after_redis_comes_back(make_app, tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        app = make_app(redis_url=server.url, ratelimit_enabled=False)
+        client = app.test_client()
+        fill(client, 3)
+        server.stop()
+        fill(client, 4, seed=11)
+        assert stored_count(app) == 7
+        assert board_ranking(client) == database_ranking(app)
+
+        server.start()  # an empty Redis on the same port
+        assert board_ranking(client) == database_ranking(app)
+        assert index_members(app) == [sid for sid, _ in database_ranking(app)]
+    finally:
+        server.stop()
+
+
+def test_paused_redis_costs_bounded_time_not_errors(make_app, tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        app = make_app(redis_url=server.url, redis_timeout=0.2)
+        client = app.test_client()
+        assert client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code == 201
+        pauser = redis.Redis.from_url(server.url)
+        pauser.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+        response = client.post("/submit_qualification", json=WORKED_EXAMPLE)
+        assert response.status_code == 201
+        assert client.get("/leaderboard").status_code == 200
+        assert client.get("/").get_json()["status"] == "degraded"
+        assert stored_count(app) == 2
+    finally:
+        server.stop()

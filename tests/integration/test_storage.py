@@ -1,0 +1,140 @@
+"""The database as the last line of defence, migrations, and scoring profile versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DataError, IntegrityError
+
+from gpuq.config import Settings
+from gpuq.store import migrate
+from gpuq.store.db import get_db, make_engine
+from tests import services
+from tests.conftest import WORKED_EXAMPLE
+
+VALID_ROW = {
+    "gpu_utilization": "90",
+    "memory_usage": "85",
+    "power_efficiency": "95",
+    "completion_time": "30",
+    "accuracy": "98",
+    "score": "87.95",
+    "points_gpu_utilization": "22.5",
+    "points_memory_usage": "17",
+    "points_power_efficiency": "23.75",
+    "points_completion_time": "10",
+    "points_accuracy": "14.7",
+}
+
+
+def insert_raw(app, **overrides: str) -> None:
+    row = {**VALID_ROW, **overrides}
+    columns = ", ".join(row)
+    values = ", ".join(f"CAST(:{name} AS NUMERIC)" for name in row)
+    with get_db(app).engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO scoring_profiles (version, parameters, created_at) "
+                "VALUES (1, '{}', now()) ON CONFLICT DO NOTHING"
+            )
+        )
+        connection.execute(
+            text(
+                f"INSERT INTO submissions ({columns}, profile_version, client_address, created_at) "
+                f"VALUES ({values}, 1, '127.0.0.1', now())"
+            ),
+            row,
+        )
+
+
+def test_a_valid_raw_row_is_accepted(make_app):
+    insert_raw(make_app())
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("gpu_utilization", "NaN"),
+        ("memory_usage", "Infinity"),
+        ("accuracy", "-Infinity"),
+        ("power_efficiency", "100.0001"),
+        ("gpu_utilization", "-1"),
+        ("completion_time", "0"),
+        ("completion_time", "86401"),
+        ("score", "NaN"),
+        ("score", "100.01"),
+        ("points_accuracy", "-0.0001"),
+    ],
+)
+def test_check_constraints_refuse_what_validation_refuses(make_app, column, value):
+    with pytest.raises((IntegrityError, DataError)):  # CHECK, or the NUMERIC type itself
+        insert_raw(make_app(), **{column: value})
+
+
+def test_migrations_upgrade_and_downgrade_on_a_fresh_postgresql_database():
+    url = services.create_database()
+    engine = make_engine(Settings(database_url=url))
+    try:
+        assert not migrate.is_current(engine)
+        migrate.upgrade(engine)
+        assert migrate.is_current(engine)
+        assert {"submissions", "scoring_profiles"} <= set(inspect(engine).get_table_names())
+        migrate.upgrade(engine)  # nothing left to do: a no-op
+        migrate.downgrade(engine, "base")
+        assert "submissions" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+        services.drop_database(url)
+
+
+def test_migrations_from_several_processes_at_once_apply_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = services.create_database()
+    engines = [make_engine(Settings(database_url=url)) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(migrate.upgrade, engines))
+        assert migrate.is_current(engines[0])
+        with engines[0].connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+    finally:
+        for engine in engines:
+            engine.dispose()
+        services.drop_database(url)
+
+
+def test_sqlite_migrations_create_the_same_tables(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    migrate.upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("submissions")}
+    assert {"gpu_utilization", "score", "points_accuracy", "profile_version", "client_address"} <= columns
+    engine.dispose()
+
+
+def test_a_changed_profile_gets_a_new_version_and_old_scores_keep_theirs(make_app):
+    first = make_app().test_client()
+    old = first.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
+    second = make_app(time_worst_seconds=60).test_client()
+    new = second.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
+
+    assert new["score"] == 85.45  # 30 s of 60 s: 7.5 time points instead of 10
+    old_detail = second.get(f"/submissions/{old['submission_id']}").get_json()
+    new_detail = second.get(f"/submissions/{new['submission_id']}").get_json()
+    assert (old_detail["profile_version"], new_detail["profile_version"]) == (1, 2)
+    assert old_detail["score"] == 87.95
+    third = make_app(time_worst_seconds=60).test_client()
+    again = third.post("/submit_qualification", json=WORKED_EXAMPLE, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert third.get(again.headers["Location"]).get_json()["profile_version"] == 2
+
+
+def test_timestamps_are_stored_as_utc(make_app):
+    app = make_app()
+    client = app.test_client()
+    before = dt.datetime.now(dt.UTC)
+    response = client.post("/submit_qualification", json=WORKED_EXAMPLE)
+    submitted = client.get(response.headers["Location"]).get_json()["submitted_at"]
+    moment = dt.datetime.fromisoformat(submitted.replace("Z", "+00:00"))
+    assert abs((moment - before).total_seconds()) < 60
