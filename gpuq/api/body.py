@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from gpuq.errors import FieldError, InvalidInput
 
@@ -77,7 +77,13 @@ def read_json_object(request: Request) -> dict[str, Any]:
     """
     if not is_json_mimetype(request.mimetype):
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    value = parse_json(request.get_data(cache=False))
+    raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body is cut off silently at the limit by werkzeug; the cut
+        # text could still parse, so a body that reaches the limit is refused.
+        raise RequestEntityTooLarge()
+    value = parse_json(raw)
     if not isinstance(value, dict):
         raise InvalidInput(
             "the request body must be a JSON object",

@@ -16,7 +16,7 @@ from flask import Flask, Response, json, request
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gpuq.errors import GpuqError, InvalidInput, NotFound, RateLimited, Unavailable
 
@@ -47,6 +47,10 @@ def _http_error(exc: HTTPException) -> Response:
     if isinstance(exc, RateLimitExceeded):
         # Retry-After and X-RateLimit-* are added by gpuq.ratelimit.add_headers.
         return problem(429, f"daily request limit of {exc.limit.limit} exceeded for this address")
+    if isinstance(exc, RequestEntityTooLarge):
+        return problem(
+            413, f"the request body is larger than the limit of {request.max_content_length} bytes"
+        )
     headers = {name: value for name, value in exc.get_headers() if name == "Allow"}
     return problem(exc.code or 500, exc.description or HTTPStatus(exc.code or 500).phrase, headers)
 

@@ -1,0 +1,276 @@
+"""End to end: the real server (`python app.py`, gunicorn + gevent) over HTTP.
+
+Runs the README's curl flows against PostgreSQL and Redis, kills Redis under
+load, and races two server processes for one address's quota.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.conftest import SPEC_CURL_BODY, WORKED_EXAMPLE
+from tests.services import RedisServer, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    """One `python app.py` process on a free port, its output kept in a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GPUQ_", "DATABASE_URL", "REDIS_URL"))
+        }
+        full_env.update(env)
+        full_env["PORT"] = str(self.port)
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for_port(self.port, self.process, timeout=60)
+        except Exception:
+            raise RuntimeError(f"server did not start:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def database(pg_url: str) -> Iterator[str]:
+    """The run's PostgreSQL database, emptied before and after the test."""
+
+    def empty() -> None:
+        engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE submissions, scoring_profiles RESTART IDENTITY CASCADE"))
+        engine.dispose()
+
+    empty()
+    yield pg_url
+    empty()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(env, tmp_path / f"server{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def stored(database: str) -> list[tuple[int, str]]:
+    engine = create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, score FROM submissions ORDER BY score DESC, id")).all()
+    engine.dispose()
+    return [(row.id, f"{row.score:.2f}") for row in rows]
+
+
+def curl(*args: str) -> tuple[int, dict[str, str], Any]:
+    """Run curl like the README does; returns status, headers and the JSON body."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    result = subprocess.run(
+        ["curl", "-s", "-i", *args], capture_output=True, text=True, timeout=30, check=True
+    )
+    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, json.loads(body)
+
+
+def test_readme_curl_flows(start_server, database, redis_server):
+    server = start_server(DATABASE_URL=database, REDIS_URL=redis_server.url, WEB_CONCURRENCY="2")
+    assert "serving on" in server.log() and "2 worker(s)" in server.log()
+
+    status, _, health = curl(f"{server.base}/")
+    assert status == 200
+    assert health["status"] == "healthy"
+    assert health["timestamp"].endswith("Z")
+
+    status, headers, created = curl(
+        "-X",
+        "POST",
+        f"{server.base}/submit_qualification",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        json.dumps(SPEC_CURL_BODY),
+    )
+    assert status == 201
+    assert created["success"] is True
+    assert created["score"] == 83.31
+    assert headers["location"] == f"/submissions/{created['submission_id']}"
+
+    status, _, board = curl(f"{server.base}/leaderboard")
+    assert status == 200
+    assert board["leaderboard"][0]["submission_id"] == created["submission_id"]
+    assert stored(database) == [(created["submission_id"], "83.31")]
+
+
+def test_worked_example_and_the_eleventh_submission(start_server, database, redis_server):
+    server = start_server(DATABASE_URL=database, REDIS_URL=redis_server.url, WEB_CONCURRENCY="2")
+    responses = [
+        requests.post(f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, timeout=10)
+        for _ in range(11)
+    ]
+    assert [r.status_code for r in responses] == [201] * 10 + [429]
+    assert responses[0].json()["score"] == 87.95
+    refused = responses[-1]
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert requests.get(f"{server.base}/leaderboard", timeout=10).status_code == 200
+    assert len(stored(database)) == 10
+
+
+def test_chunked_body_over_the_limit_is_413(start_server, database, redis_server):
+    server = start_server(DATABASE_URL=database, REDIS_URL=redis_server.url)
+
+    def chunks():
+        yield json.dumps(WORKED_EXAMPLE).encode()
+        for _ in range(64):
+            yield b" " * 1024
+
+    response = requests.post(
+        f"{server.base}/submit_qualification",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert stored(database) == []
+
+
+def test_killing_redis_loses_nothing_and_the_index_recovers(start_server, database, redis_server):
+    server = start_server(
+        DATABASE_URL=database,
+        REDIS_URL=redis_server.url,
+        WEB_CONCURRENCY="2",
+        GPUQ_RATELIMIT_ENABLED="0",
+        GPUQ_INDEX_CHECK_SECONDS="0",
+        GPUQ_REDIS_TIMEOUT="0.3",
+    )
+    accepted = []
+
+    def submit(accuracy: int) -> None:
+        response = requests.post(
+            f"{server.base}/submit_qualification", json={**WORKED_EXAMPLE, "accuracy": accuracy}, timeout=10
+        )
+        assert response.status_code == 201, response.text
+        accepted.append(response.json()["submission_id"])
+
+    for accuracy in (10, 50, 98):
+        submit(accuracy)
+    redis_server.stop()
+    for accuracy in (20, 98, 60, 99, 5):
+        submit(accuracy)
+    board = requests.get(f"{server.base}/leaderboard?limit=100", timeout=10)
+    assert board.status_code == 200
+    ranking = [(e["submission_id"], f"{e['score']:.2f}") for e in board.json()["leaderboard"]]
+    assert ranking == stored(database)
+    assert requests.get(f"{server.base}/", timeout=10).json()["status"] == "degraded"
+
+    redis_server.start()  # comes back empty
+    for _ in range(2):  # reach both workers' next verification
+        board = requests.get(f"{server.base}/leaderboard?limit=100", timeout=10)
+        assert board.status_code == 200
+    index = redis_server_members(redis_server)
+    assert index == [sid for sid, _ in stored(database)]
+    assert sorted(accepted) == sorted(index)
+
+
+def redis_server_members(server: RedisServer) -> list[int]:
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    keys = [k for k in client.keys("*leaderboard") if client.type(k) == b"zset"]
+    assert len(keys) == 1, keys
+    return [int(m.split(b":")[0]) for m in client.zrevrange(keys[0], 0, -1)]
+
+
+def test_two_servers_share_one_quota_exactly(start_server, database, redis_server):
+    env = {"DATABASE_URL": database, "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": "2"}
+    servers = [start_server(**env), start_server(**env)]
+    barrier = threading.Barrier(50)
+
+    def attempt(i: int) -> int:
+        session = requests.Session()
+        barrier.wait()
+        return session.post(
+            f"{servers[i % 2].base}/submit_qualification", json=WORKED_EXAMPLE, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(attempt, range(50)))
+    assert statuses.count(201) == 10
+    assert statuses.count(429) == 40
+    assert len(stored(database)) == 10
+
+
+def test_embedded_mode_runs_one_worker_on_sqlite(start_server, tmp_path):
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path / 'e2e.sqlite3'}", WEB_CONCURRENCY="4")
+    assert "embedded mode" in server.log()
+    assert "1 worker(s)" in server.log()
+    health = requests.get(f"{server.base}/", timeout=10).json()
+    assert health["status"] == "healthy"
+    assert health["checks"]["redis"]["status"] == "not_configured"
+    response = requests.post(f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, timeout=10)
+    assert response.status_code == 201
+    assert response.json()["score"] == 87.95
+
+
+def test_unreachable_database_at_start_is_explained(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "app.py", "--port", str(free_port())],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the database" in result.stderr
+    assert "pg_isready" in result.stderr
