@@ -33,10 +33,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
     app.extensions[CLOCK] = clock
     database = db.init_app(app, settings)
     client = redis.init_app(app, settings)
-    leaderboard.init_app(app, settings, client, database.session)
+    leaderboard.init_app(app, settings, client, database.autocommit)
     profiles.init_app(app, settings)
     ratelimit.init_app(app, settings, client.connection_pool if client else None)
     api.init_app(app)
-    ratelimit.apply_exemptions(app)
     logging.getLogger("gpuq").setLevel(logging.INFO)
     return app

@@ -62,6 +62,8 @@ class Settings:
     """GPUQ_REDIS_TIMEOUT: seconds before a Redis call counts as failed."""
     db_timeout: float = 2.0
     """GPUQ_DB_TIMEOUT: seconds to connect, wait for a pooled connection, or run a statement."""
+    db_pool_size: int = 20
+    """GPUQ_DB_POOL_SIZE: database connections per worker process (PostgreSQL)."""
     redis_prefix: str = "gpuq"
     """GPUQ_REDIS_PREFIX: namespace for every Redis key (several deployments can share one Redis)."""
     index_check_seconds: float = 10.0
@@ -78,6 +80,8 @@ class Settings:
                 raise ConfigError(f"{_ENV_NAMES[name]}={value!r} is not a rate limit: {exc}") from exc
         if self.time_worst_seconds <= self.time_best_seconds:
             raise ConfigError("GPUQ_TIME_WORST_SECONDS must be greater than GPUQ_TIME_BEST_SECONDS")
+        if self.db_pool_size < 1:
+            raise ConfigError("GPUQ_DB_POOL_SIZE must be at least 1")
         if self.trusted_proxies < 0:
             raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
 
@@ -123,6 +127,7 @@ _ENV_NAMES = {
     "time_worst_seconds": "GPUQ_TIME_WORST_SECONDS",
     "redis_timeout": "GPUQ_REDIS_TIMEOUT",
     "db_timeout": "GPUQ_DB_TIMEOUT",
+    "db_pool_size": "GPUQ_DB_POOL_SIZE",
     "redis_prefix": "GPUQ_REDIS_PREFIX",
     "index_check_seconds": "GPUQ_INDEX_CHECK_SECONDS",
     "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",

@@ -4,6 +4,7 @@ maps them to problem+json in one place."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 
 class GpuqError(Exception):
@@ -35,13 +36,12 @@ class NotFound(GpuqError):
 
 
 class RateLimited(GpuqError):
-    """A rate limit is used up; retry after `retry_after` seconds."""
+    """A rate limit is used up; `usage` says when to retry (a gpuq.ratelimit.Usage)."""
 
-    def __init__(self, limit: str, retry_after: int, reset_at: int):
-        super().__init__(f"rate limit of {limit} exceeded")
-        self.limit = limit
-        self.retry_after = retry_after
-        self.reset_at = reset_at
+    def __init__(self, description: str, usage: Any):
+        super().__init__(f"{description} exceeded")
+        self.description = description
+        self.usage = usage
 
 
 class Unavailable(GpuqError):

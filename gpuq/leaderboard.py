@@ -28,11 +28,11 @@ from typing import Protocol
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, or_, select
 
 from gpuq.config import Settings
 from gpuq.store.models import Submission
+from gpuq.submissions import StoredSubmission
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Entry:
     submitted_at: dt.datetime
 
     @classmethod
-    def of(cls, submission: Submission) -> Entry:
+    def of(cls, submission: StoredSubmission) -> Entry:
         return cls(submission.id, submission.score, submission.created_at)
 
 
@@ -104,26 +104,26 @@ def _decode(member: bytes, composite: float) -> Entry:
 class DatabaseLeaderboard:
     """Ranking straight from the database (uses index ix_submissions_ranking)."""
 
-    def __init__(self, sessions: Callable[[], Session]):
-        self._sessions = sessions
+    def __init__(self, connect: Callable[[], Connection]):
+        self._connect = connect
 
     def add(self, entry: Entry) -> int | None:
         return None  # the row itself is the index
 
     def page(self, offset: int, limit: int) -> Page:
-        with self._sessions() as session:
-            rows = session.execute(
+        with self._connect() as connection:
+            rows = connection.execute(
                 select(Submission.id, Submission.score, Submission.created_at)
                 .order_by(Submission.score.desc(), Submission.id)
                 .offset(offset)
                 .limit(limit)
             ).all()
-            total = session.scalar(select(func.count()).select_from(Submission)) or 0
+            total = connection.scalar(select(func.count()).select_from(Submission)) or 0
         return Page([Entry(*row) for row in rows], total)
 
     def rank(self, entry: Entry) -> int:
-        with self._sessions() as session:
-            better = session.scalar(
+        with self._connect() as connection:
+            better = connection.scalar(
                 select(func.count())
                 .select_from(Submission)
                 .where(
@@ -136,16 +136,16 @@ class DatabaseLeaderboard:
         return (better or 0) + 1
 
     def count(self) -> int:
-        with self._sessions() as session:
-            return session.scalar(select(func.count()).select_from(Submission)) or 0
+        with self._connect() as connection:
+            return connection.scalar(select(func.count()).select_from(Submission)) or 0
 
     def all_entries(self, after_id: int = 0, batch: int = 5000) -> list[list[Entry]]:
         """Every submission with id > after_id, in batches (for rebuilding an index)."""
         batches: list[list[Entry]] = []
         last = after_id
-        with self._sessions() as session:
+        with self._connect() as connection:
             while True:
-                rows = session.execute(
+                rows = connection.execute(
                     select(Submission.id, Submission.score, Submission.created_at)
                     .where(Submission.id > last)
                     .order_by(Submission.id)
@@ -286,10 +286,10 @@ EXTENSION = "gpuq.leaderboard"
 
 
 def init_app(
-    app: Flask, settings: Settings, client: redis.Redis | None, sessions: Callable[[], Session]
+    app: Flask, settings: Settings, client: redis.Redis | None, connect: Callable[[], Connection]
 ) -> Leaderboard:
     """The Redis index when Redis is configured, else the database query."""
-    database = DatabaseLeaderboard(sessions)
+    database = DatabaseLeaderboard(connect)
     board: Leaderboard = database
     if client is not None:
         board = RedisLeaderboard(

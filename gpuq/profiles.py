@@ -11,9 +11,8 @@ import datetime as dt
 import json
 
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from gpuq.clock import now
 from gpuq.config import Settings
@@ -26,7 +25,7 @@ def canonical(profile: Profile) -> str:
     return json.dumps(profile.as_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def ensure_version(session: Session, profile: Profile, now: dt.datetime) -> int:
+def ensure_version(connection: Connection, profile: Profile, now: dt.datetime) -> int:
     """Return the version number of `profile`, inserting it if the newest stored one differs.
 
     Commits its own insert: it runs once per process, before any request
@@ -34,18 +33,19 @@ def ensure_version(session: Session, profile: Profile, now: dt.datetime) -> int:
     key; the loser rolls back and reads the winner's row.
     """
     parameters = canonical(profile)
+    table = ScoringProfile.__table__
+    newest_query = select(table.c.version, table.c.parameters).order_by(table.c.version.desc()).limit(1)
     for _attempt in range(3):
-        newest = session.scalars(
-            select(ScoringProfile).order_by(ScoringProfile.version.desc()).limit(1)
-        ).first()
+        newest = connection.execute(newest_query).first()
+        connection.rollback()  # end the read's transaction before writing
         if newest is not None and newest.parameters == parameters:
             return newest.version
         version = (newest.version + 1) if newest else 1
-        session.add(ScoringProfile(version=version, parameters=parameters, created_at=now))
         try:
-            session.commit()
+            connection.execute(insert(table).values(version=version, parameters=parameters, created_at=now))
+            connection.commit()
         except IntegrityError:
-            session.rollback()
+            connection.rollback()
             continue
         return version
     raise RuntimeError("could not record the scoring profile after 3 attempts")
@@ -63,6 +63,6 @@ def get_profile() -> tuple[Profile, int]:
     """The configured profile and its stored version (recorded on first use in this process)."""
     state = current_app.extensions[EXTENSION]
     if state["version"] is None:
-        with get_db().session() as session:
-            state["version"] = ensure_version(session, state["profile"], now())
+        with get_db().connect() as connection:
+            state["version"] = ensure_version(connection, state["profile"], now())
     return state["profile"], state["version"]

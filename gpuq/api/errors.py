@@ -12,8 +12,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, json, request
-from flask_limiter.errors import RateLimitExceeded
+from flask import Flask, Response, g, json, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -44,9 +43,6 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
 
 
 def _http_error(exc: HTTPException) -> Response:
-    if isinstance(exc, RateLimitExceeded):
-        # Retry-After and X-RateLimit-* are added by gpuq.ratelimit.add_headers.
-        return problem(429, f"daily request limit of {exc.limit.limit} exceeded for this address")
     if isinstance(exc, RequestEntityTooLarge):
         return problem(
             413, f"the request body is larger than the limit of {request.max_content_length} bytes"
@@ -62,10 +58,10 @@ def _domain_error(exc: GpuqError) -> Response:
     if isinstance(exc, NotFound):
         return problem(404, exc.detail)
     if isinstance(exc, RateLimited):
+        # X-RateLimit-* and Retry-After are added by gpuq.ratelimit.add_headers.
+        g.gpuq_rate_usage = exc.usage
         return problem(
-            429,
-            f"submission limit of {exc.limit} exceeded for this address; retry in {exc.retry_after} s",
-            {"Retry-After": str(exc.retry_after)},
+            429, f"{exc.description} exceeded for this address; retry in {exc.usage.retry_after} s"
         )
     if isinstance(exc, Unavailable):
         return problem(503, exc.detail, {"Retry-After": str(exc.retry_after)})

@@ -8,7 +8,7 @@ from typing import Any
 from gpuq.clock import iso_z
 from gpuq.leaderboard import Entry
 from gpuq.scoring import METRICS, Profile
-from gpuq.store.models import Submission
+from gpuq.submissions import StoredSubmission
 
 
 def number(value: Decimal) -> int | float:
@@ -17,13 +17,13 @@ def number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def breakdown(submission: Submission, profile: Profile | None) -> dict[str, dict[str, Any]]:
+def breakdown(submission: StoredSubmission, profile: Profile | None) -> dict[str, dict[str, Any]]:
     """Per metric: the value submitted, its weight (points out of 100) and the points earned."""
     result: dict[str, dict[str, Any]] = {}
     for name in METRICS:
         item: dict[str, Any] = {
-            "value": number(getattr(submission, name)),
-            "points": number(getattr(submission, f"points_{name}")),
+            "value": number(submission.metrics[name]),
+            "points": number(submission.points[name]),
         }
         if profile is not None:
             item["weight"] = number(profile.weights[name])

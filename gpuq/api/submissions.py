@@ -11,7 +11,7 @@ from gpuq.api.serialize import breakdown, number
 from gpuq.clock import iso_z, now
 from gpuq.leaderboard import Entry, get_leaderboard
 from gpuq.profiles import get_profile
-from gpuq.ratelimit import client_address, get_limits
+from gpuq.ratelimit import client_address, take_submission
 from gpuq.store.db import get_db
 
 bp = Blueprint("submissions", __name__)
@@ -27,11 +27,11 @@ def submit_qualification():
     """
     metrics = validate(SubmissionIn, read_json_object(request))
     address = client_address()
-    get_limits().submissions.acquire(address)
+    take_submission(address)
     profile, version = get_profile()
-    with get_db().session() as session:
-        submission = submissions.record(session, metrics.model_dump(), profile, version, address, now())
-        session.commit()
+    # Autocommit: the single INSERT is its own transaction, durable before the 201.
+    with get_db().autocommit() as connection:
+        submission = submissions.record(connection, metrics.model_dump(), profile, version, address, now())
     board = get_leaderboard()
     item = Entry.of(submission)
     rank = board.add(item) or _safe_rank(item)
@@ -59,8 +59,8 @@ def _safe_rank(item: Entry) -> int | None:
 
 @bp.get("/submissions/<int:submission_id>")
 def get_submission(submission_id: int):
-    with get_db().session() as session:
-        submission = submissions.get(session, submission_id)
+    with get_db().autocommit() as connection:
+        submission = submissions.get(connection, submission_id)
     profile, version = get_profile()
     same_profile = submission.profile_version == version
     return jsonify(

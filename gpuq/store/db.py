@@ -1,4 +1,4 @@
-"""The database engine and sessions for one app (one per worker process).
+"""The database engine and connections for one app (one per worker process).
 
 The engine is created in `init_app`, i.e. after gunicorn forks, and connects
 lazily. Every wait is bounded by `Settings.db_timeout`: connecting, waiting for
@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from gpuq.config import Settings
 
@@ -24,17 +23,24 @@ EXTENSION = "gpuq.db"
 @dataclasses.dataclass
 class Database:
     engine: Engine
-    sessions: sessionmaker[Session]
 
-    def session(self) -> Session:
-        """A new session; use it in a `with` block and commit at the edge."""
-        return self.sessions()
+    def connect(self) -> Connection:
+        """A transactional connection: use it in a `with` block and commit at the edge."""
+        return self.engine.connect()
+
+    def autocommit(self) -> Connection:
+        """A connection on which every statement is its own transaction, committed when it returns.
+
+        For single-statement work (one INSERT, reads): it saves the BEGIN and
+        COMMIT round trips of an explicit transaction.
+        """
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def make_engine(settings: Settings) -> Engine:
     """Build the engine for `settings` with every timeout set; connects lazily."""
     url = settings.sqlalchemy_url
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_pre_ping": False}
     if url.startswith("sqlite"):
         database_file = make_url(url).database
         if database_file and database_file != ":memory:":
@@ -46,7 +52,9 @@ def make_engine(settings: Settings) -> Engine:
             "connect_timeout": max(1, round(settings.db_timeout)),
             "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
         }
-        options.update(pool_size=10, max_overflow=10, pool_timeout=settings.db_timeout)
+        # A fixed pool: overflow connections would be opened and closed per request under
+        # load, and a PostgreSQL connection costs a process fork on the server.
+        options.update(pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=settings.db_timeout)
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -63,7 +71,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def init_app(app: Flask, settings: Settings) -> Database:
     engine = make_engine(settings)
-    database = Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+    database = Database(engine=engine)
     app.extensions[EXTENSION] = database
     return database
 

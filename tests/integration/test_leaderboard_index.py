@@ -50,7 +50,7 @@ def test_redis_and_database_give_the_same_ranking(make_app):
     fill(client, 150)
     board = get_leaderboard(app)
     assert isinstance(board, RedisLeaderboard)
-    database = DatabaseLeaderboard(get_db(app).session)
+    database = DatabaseLeaderboard(get_db(app).autocommit)
 
     assert board.page(0, 150) == database.page(0, 150)
     assert board.page(37, 20) == database.page(37, 20)

@@ -1,0 +1,140 @@
+"""Load benchmark: gpuq against a bare Flask endpoint served the same way, in one run.
+
+Starts `python app.py` on a throw-away PostgreSQL database and the local Redis
+(with limits set high so the rate-limit code path still runs), and the bare
+Flask app under gunicorn with the same worker class and count. Drives each
+with wrk and prints req/s, p99 latency and the ratios to the bare endpoint.
+
+Usage: python bench/run.py [--seconds 10] [--connections 32] [--workers 2]
+Needs wrk (Debian package `wrk`), PostgreSQL and Redis (see tests/services.py for addresses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gpuq.config import Settings  # noqa: E402
+from gpuq.store import migrate  # noqa: E402
+from gpuq.store.db import make_engine  # noqa: E402
+from tests import services  # noqa: E402
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", str(script)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": rps,
+        "p99_ms": float(p99.group(1)) * scale,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+def start(command: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    services.wait_for_port(port, process, timeout=60)
+    return process
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    database = services.create_database()
+    engine = make_engine(Settings(database_url=database))
+    migrate.upgrade(engine)
+    engine.dispose()
+    prefix = f"gpuq_bench_{os.getpid()}"
+    logs = ROOT / "bench" / "results"
+    logs.mkdir(exist_ok=True)
+    gpuq_port, bare_port = services.free_port(), services.free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": services.REDIS_URL,
+        "GPUQ_REDIS_PREFIX": prefix,
+        "GPUQ_SUBMIT_LIMIT": "100000000 per hour",
+        "GPUQ_DAILY_LIMIT": "100000000 per day",
+        "WEB_CONCURRENCY": str(args.workers),
+        "PORT": str(gpuq_port),
+    }
+    processes = []
+    try:
+        processes.append(start([sys.executable, "app.py"], env, gpuq_port, logs / "gpuq.log"))
+        bare = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gevent",
+            "-w",
+            str(args.workers),
+            "--worker-connections",
+            "2000",
+            "--no-control-socket",
+            "-b",
+            f"127.0.0.1:{bare_port}",
+            "--chdir",
+            str(ROOT / "bench"),
+            "bare_app:app",
+        ]
+        processes.append(start(bare, dict(os.environ), bare_port, logs / "bare.log"))
+
+        # Warm up both, and give the leaderboard something to rank.
+        wrk(f"http://127.0.0.1:{bare_port}/", 2, args.connections)
+        wrk(f"http://127.0.0.1:{gpuq_port}", 3, args.connections, ROOT / "bench" / "submit.lua")
+
+        results = {
+            "bare": wrk(f"http://127.0.0.1:{bare_port}/", args.seconds, args.connections),
+            "submit": wrk(
+                f"http://127.0.0.1:{gpuq_port}", args.seconds, args.connections, ROOT / "bench" / "submit.lua"
+            ),
+            "leaderboard": wrk(f"http://127.0.0.1:{gpuq_port}/leaderboard", args.seconds, args.connections),
+        }
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        services.delete_prefix(services.REDIS_URL, prefix)
+        services.drop_database(database)
+
+    bare_rps = results["bare"]["rps"]
+    print(f"{'endpoint':<28}{'req/s':>10}{'p99 ms':>10}{'ratio':>8}{'non-2xx':>9}")
+    for name, label in (
+        ("bare", "bare Flask GET /"),
+        ("submit", "POST /submit_qualification"),
+        ("leaderboard", "GET /leaderboard"),
+    ):
+        r = results[name]
+        print(f"{label:<28}{r['rps']:>10.0f}{r['p99_ms']:>10.1f}{r['rps'] / bare_rps:>8.2f}{r['non_2xx']:>9}")
+        if r["socket_errors"]:
+            print(f"  {r['socket_errors']}")
+    print("targets: submit >= 0.35, leaderboard >= 0.60")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
