@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -57,6 +58,8 @@ class Entry:
 class Page:
     entries: list[Entry]
     total: int
+    version: bytes | None = None
+    """The index version this page was read at; None when read from the database."""
 
 
 class Leaderboard(Protocol):
@@ -65,6 +68,10 @@ class Leaderboard(Protocol):
 
     def page(self, offset: int, limit: int) -> Page:
         """Entries ranked offset+1 .. offset+limit, and the total count."""
+
+    def version(self) -> bytes | None:
+        """An opaque value that changes whenever the ranking may have changed, or None
+        when there is none to offer (then pages must not be cached)."""
 
     def rank(self, entry: Entry) -> int:
         """The 1-based rank of a stored submission."""
@@ -109,6 +116,9 @@ class DatabaseLeaderboard:
 
     def add(self, entry: Entry) -> int | None:
         return None  # the row itself is the index
+
+    def version(self) -> bytes | None:
+        return None
 
     def page(self, offset: int, limit: int) -> Page:
         with self._connect() as connection:
@@ -177,6 +187,7 @@ class RedisLeaderboard:
         self._redis = client
         self._db = database
         self.key = key
+        self.version_key = f"{key}:version"
         self._check_seconds = check_seconds
         self._monotonic = monotonic
         self._next_check = 0.0  # verify before the first read
@@ -191,8 +202,9 @@ class RedisLeaderboard:
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.zadd(self.key, {member: composite_key(entry.score, entry.submission_id)})
+            pipe.incr(self.version_key)
             pipe.zrevrank(self.key, member)
-            _, rank = pipe.execute()
+            _, _, rank = pipe.execute()
         except redis.RedisError as exc:
             self._mark_stale(exc)
             return None
@@ -204,14 +216,27 @@ class RedisLeaderboard:
         self._verify_if_due()
         if not self.stale:
             try:
-                pipe = self._redis.pipeline(transaction=False)
+                # MULTI/EXEC: the version, the count and the entries are one snapshot.
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.get(self.version_key)
                 pipe.zcard(self.key)
                 pipe.zrevrange(self.key, offset, offset + limit - 1, withscores=True)
-                total, rows = pipe.execute()
-                return Page([_decode(m, s) for m, s in rows], total)
+                version, total, rows = pipe.execute()
+                return Page([_decode(m, s) for m, s in rows], total, version)
             except (redis.RedisError, ValueError, UnicodeDecodeError) as exc:
                 self._mark_stale(exc)
         return self._db.page(offset, limit)
+
+    def version(self) -> bytes | None:
+        """The index version (one GET), or None while the index is stale or unversioned."""
+        self._verify_if_due()
+        if self.stale:
+            return None
+        try:
+            return self._redis.get(self.version_key)
+        except redis.RedisError as exc:
+            self._mark_stale(exc)
+            return None
 
     def rank(self, entry: Entry) -> int:
         self._verify_if_due()
@@ -266,15 +291,20 @@ class RedisLeaderboard:
                 self._redis.zadd(temp, {_member(e): composite_key(e.score, e.submission_id) for e in batch})
                 count += len(batch)
                 last_id = batch[-1].submission_id
+            # A fresh random version, never one a cache may hold from before a flush.
+            pipe = self._redis.pipeline(transaction=True)
             if count:
-                self._redis.rename(temp, self.key)
+                pipe.rename(temp, self.key)
             else:
-                self._redis.delete(self.key)
+                pipe.delete(self.key)
+            pipe.set(self.version_key, secrets.randbits(48))
+            pipe.execute()
             for batch in self._db.all_entries(after_id=last_id):
                 self._redis.zadd(
                     self.key, {_member(e): composite_key(e.score, e.submission_id) for e in batch}
                 )
                 count += len(batch)
+                self._redis.incr(self.version_key)
         finally:
             self._redis.delete(temp)
         log.info("leaderboard index rebuilt from the database: %d entries", count)

@@ -52,8 +52,11 @@ def test_redis_and_database_give_the_same_ranking(make_app):
     assert isinstance(board, RedisLeaderboard)
     database = DatabaseLeaderboard(get_db(app).autocommit)
 
-    assert board.page(0, 150) == database.page(0, 150)
-    assert board.page(37, 20) == database.page(37, 20)
+    for offset, limit in ((0, 150), (37, 20)):
+        from_redis, from_database = board.page(offset, limit), database.page(offset, limit)
+        assert from_redis.entries == from_database.entries
+        assert from_redis.total == from_database.total == 150
+        assert from_redis.version is not None and from_database.version is None
     for entry in database.page(0, 150).entries[::7]:
         assert board.rank(entry) == database.rank(entry)
     assert board_ranking(client) == database_ranking(app)
@@ -158,3 +161,29 @@ def test_paused_redis_costs_bounded_time_not_errors(make_app, tmp_path):
         assert stored_count(app) == 2
     finally:
         server.stop()
+
+
+def test_cached_pages_change_with_every_submission_on_any_worker(make_app):
+    first, second = make_app(ratelimit_enabled=False), make_app(ratelimit_enabled=False)
+    reader, writer = first.test_client(), second.test_client()
+    fill(reader, 3)
+    before = reader.get("/leaderboard").get_json()
+    assert reader.get("/leaderboard").get_json() == before  # served from the cache
+    top = writer.post("/submit_qualification", json={**WORKED_EXAMPLE, "accuracy": 100}).get_json()
+    after = reader.get("/leaderboard").get_json()
+    assert after["total"] == before["total"] + 1
+    assert after["leaderboard"][0]["submission_id"] == top["submission_id"]
+
+
+def test_a_rebuild_after_a_flush_never_revives_a_cached_page(make_app):
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    fill(client, 3)
+    cached = client.get("/leaderboard").get_json()
+    board = get_leaderboard(app)
+    board._redis.delete(board.key, board.version_key)
+    with get_db(app).engine.begin() as connection:
+        connection.execute(text("DELETE FROM submissions WHERE id = (SELECT min(id) FROM submissions)"))
+    fresh = client.get("/leaderboard").get_json()
+    assert fresh["total"] == cached["total"] - 1
+    assert board_ranking(client) == database_ranking(app)
