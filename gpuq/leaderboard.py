@@ -170,10 +170,19 @@ class DatabaseLeaderboard:
 class RedisLeaderboard:
     """The sorted-set index with the database as fallback and as the truth to rebuild from.
 
-    Failure policy: any Redis error or malformed data marks the index stale,
-    is logged, and the request is answered from the database. A stale index
-    (or one not verified for `check_seconds`) is compared with the database
-    row count before the next read and rebuilt when they differ.
+    Failure policy, per worker:
+
+    * A Redis error while reading marks the index `stale`: the request is
+      answered from the database and the index is verified before the next use.
+    * A failed write (a committed submission not indexed) or malformed data
+      means entries are missing or wrong: the index is rebuilt on the next use.
+    * Every `check_seconds` the index size is compared with the database row
+      count. Writes index a row just after committing it, so an index that is
+      briefly behind is normal under load; it is rebuilt when it holds more
+      entries than the database, is empty while the database is not, or still
+      holds fewer entries than the database did one check earlier. So an entry
+      lost without any error (say a worker killed between commit and index) is
+      repaired within two check intervals.
     """
 
     def __init__(
@@ -192,10 +201,14 @@ class RedisLeaderboard:
         self._monotonic = monotonic
         self._next_check = 0.0  # verify before the first read
         self.stale = True
+        self._must_rebuild = False
+        self._behind_by_then: int | None = None
+        """The database count seen when the index was last found behind it."""
 
-    def _mark_stale(self, why: BaseException) -> None:
+    def _mark_stale(self, why: BaseException, rebuild: bool = False) -> None:
         log.warning("leaderboard index unusable, answering from the database: %r", why)
         self.stale = True
+        self._must_rebuild = self._must_rebuild or rebuild
 
     def add(self, entry: Entry) -> int | None:
         member = _member(entry)
@@ -206,7 +219,7 @@ class RedisLeaderboard:
             pipe.zrevrank(self.key, member)
             _, _, rank = pipe.execute()
         except redis.RedisError as exc:
-            self._mark_stale(exc)
+            self._mark_stale(exc, rebuild=True)
             return None
         if self.stale:
             return None  # the index may miss better entries; let the caller ask the database
@@ -223,8 +236,10 @@ class RedisLeaderboard:
                 pipe.zrevrange(self.key, offset, offset + limit - 1, withscores=True)
                 version, total, rows = pipe.execute()
                 return Page([_decode(m, s) for m, s in rows], total, version)
-            except (redis.RedisError, ValueError, UnicodeDecodeError) as exc:
+            except redis.RedisError as exc:
                 self._mark_stale(exc)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._mark_stale(exc, rebuild=True)
         return self._db.page(offset, limit)
 
     def version(self) -> bytes | None:
@@ -243,11 +258,12 @@ class RedisLeaderboard:
         if not self.stale:
             try:
                 rank = self._redis.zrevrank(self.key, _member(entry))
-                if rank is not None:
-                    return rank + 1
-                self.stale = True  # a stored submission missing from the index
             except redis.RedisError as exc:
                 self._mark_stale(exc)
+            else:
+                if rank is not None:
+                    return rank + 1
+                # Not indexed (yet): the database knows; the periodic check repairs a real loss.
         return self._db.rank(entry)
 
     def _verify_if_due(self) -> None:
@@ -262,7 +278,7 @@ class RedisLeaderboard:
             self._next_check = now + self._check_seconds
 
     def verify(self) -> bool:
-        """Compare the index size with the database; rebuild when they differ.
+        """Check the index against the database (see the class docstring); rebuild if needed.
 
         Returns True when a rebuild happened. Raises redis.RedisError when
         Redis is unreachable (the index then stays stale).
@@ -270,10 +286,19 @@ class RedisLeaderboard:
         try:
             indexed = self._redis.zcard(self.key)
         except redis.ResponseError:  # WRONGTYPE: someone wrote another type under our key
+            self._must_rebuild = True
             indexed = -1
-        if indexed == self._db.count():
-            self.stale = False
-            return False
+        stored = self._db.count()
+        behind_since = self._behind_by_then
+        self._behind_by_then = None
+        if not self._must_rebuild:
+            if indexed == stored:
+                self.stale = False
+                return False
+            if 0 < indexed < stored and (behind_since is None or indexed >= behind_since):
+                self._behind_by_then = stored  # maybe in-flight writes: look again next check
+                self.stale = False
+                return False
         self.rebuild()
         return True
 
@@ -309,6 +334,7 @@ class RedisLeaderboard:
             self._redis.delete(temp)
         log.info("leaderboard index rebuilt from the database: %d entries", count)
         self.stale = False
+        self._must_rebuild = False
         return count
 
 
