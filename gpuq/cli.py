@@ -77,4 +77,8 @@ def rebuild() -> None:
     if not isinstance(board, RedisLeaderboard):
         click.echo("no Redis configured: the leaderboard is read from the database directly")
         return
-    click.echo(f"rebuilt: {board.rebuild()} entries")
+    count = board.rebuild()
+    if count is None:
+        click.echo("another process is rebuilding the index right now; nothing done")
+        raise SystemExit(1)
+    click.echo(f"rebuilt: {count} entries")

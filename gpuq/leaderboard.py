@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 ID_BITS = 39
 """Bits for the submission id in the composite key: ids up to about 5.5e11."""
 MAX_ID = (1 << ID_BITS) - 1
+REBUILD_LOCK_MS = 60_000
+"""A rebuild lock left by a killed worker expires after this long."""
 CENTS = Decimal(100)
 
 
@@ -204,6 +207,7 @@ class RedisLeaderboard:
         self._must_rebuild = False
         self._behind_by_then: int | None = None
         """The database count seen when the index was last found behind it."""
+        self._verifying = threading.Lock()
 
     def _mark_stale(self, why: BaseException, rebuild: bool = False) -> None:
         log.warning("leaderboard index unusable, answering from the database: %r", why)
@@ -270,12 +274,18 @@ class RedisLeaderboard:
         now = self._monotonic()
         if not self.stale and now < self._next_check:
             return
+        # One verifier per worker at a time; meanwhile the others carry on (from the
+        # database while the index is stale) instead of all rebuilding at once.
+        if not self._verifying.acquire(blocking=False):
+            return
         try:
             self.verify()
         except redis.RedisError as exc:
             self._mark_stale(exc)
         else:
             self._next_check = now + self._check_seconds
+        finally:
+            self._verifying.release()
 
     def verify(self) -> bool:
         """Check the index against the database (see the class docstring); rebuild if needed.
@@ -299,16 +309,20 @@ class RedisLeaderboard:
                 self._behind_by_then = stored  # maybe in-flight writes: look again next check
                 self.stale = False
                 return False
-        self.rebuild()
-        return True
+        return self.rebuild() is not None
 
-    def rebuild(self) -> int:
+    def rebuild(self) -> int | None:
         """Rebuild the index from the database atomically; returns the number of entries.
 
-        Submissions committed while the rebuild runs are caught up after the
-        RENAME; one committed out of id order in that instant can still be
-        missed, and the next periodic verify repairs it.
+        Across workers one rebuild runs at a time (a Redis lock that expires by
+        itself); when another holds it this returns None and the index stays
+        stale until the next check. Submissions committed while the rebuild
+        runs are caught up after the RENAME; one committed out of id order in
+        that instant can still be missed, and the periodic check repairs it.
         """
+        lock = f"{self.key}:rebuilding"
+        if not self._redis.set(lock, "1", nx=True, px=REBUILD_LOCK_MS):
+            return None
         temp = f"{self.key}:rebuild:{uuid.uuid4().hex}"
         count, last_id = 0, 0
         try:
@@ -331,7 +345,7 @@ class RedisLeaderboard:
                 count += len(batch)
                 self._redis.incr(self.version_key)
         finally:
-            self._redis.delete(temp)
+            self._redis.delete(temp, lock)
         log.info("leaderboard index rebuilt from the database: %d entries", count)
         self.stale = False
         self._must_rebuild = False
