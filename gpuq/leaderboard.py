@@ -30,7 +30,7 @@ from typing import Protocol
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, select
 
 from gpuq.config import Settings
 from gpuq.store.models import Submission
@@ -135,17 +135,16 @@ class DatabaseLeaderboard:
         return Page([Entry(*row) for row in rows], total)
 
     def rank(self, entry: Entry) -> int:
+        # Two range counts on ix_submissions_ranking rather than one OR, which
+        # PostgreSQL would answer with a scan of the whole table.
+        better_score = select(func.count()).where(Submission.score > entry.score).scalar_subquery()
+        earlier_tie = (
+            select(func.count())
+            .where(Submission.score == entry.score, Submission.id < entry.submission_id)
+            .scalar_subquery()
+        )
         with self._connect() as connection:
-            better = connection.scalar(
-                select(func.count())
-                .select_from(Submission)
-                .where(
-                    or_(
-                        Submission.score > entry.score,
-                        (Submission.score == entry.score) & (Submission.id < entry.submission_id),
-                    )
-                )
-            )
+            better = connection.scalar(select(better_score + earlier_tie))
         return (better or 0) + 1
 
     def count(self) -> int:

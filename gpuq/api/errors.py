@@ -35,7 +35,7 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
         "instance": request.path,
         **extra,
     }
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=PROBLEM_JSON)
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -56,7 +56,8 @@ def leaderboard():
             "total": page.total,
             "limit": limit,
             "offset": offset,
-        }
+        },
+        separators=(",", ":"),
     ).encode()
     if page.version is not None:
         if len(cache) >= CACHE_PAGES:

@@ -126,7 +126,9 @@ def test_an_index_briefly_behind_the_database_is_not_rebuilt(make_app):
             "points_gpu_utilization, points_memory_usage, points_power_efficiency, points_completion_time, "
             "points_accuracy, profile_version, client_address, created_at"
         )
-        connection.execute(text(f"INSERT INTO submissions ({columns}) SELECT {columns} FROM submissions LIMIT 1"))
+        connection.execute(
+            text(f"INSERT INTO submissions ({columns}) SELECT {columns} FROM submissions LIMIT 1")
+        )
     version = board._redis.get(board.version_key)
     assert board.verify() is False
     assert board._redis.get(board.version_key) == version  # not rebuilt
