@@ -23,7 +23,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from tests.conftest import SPEC_CURL_BODY, WORKED_EXAMPLE
-from tests.services import RedisServer, free_port, wait_for_port
+from tests.services import CuttableProxy, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -274,3 +274,44 @@ def test_unreachable_database_at_start_is_explained(tmp_path):
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
     assert "pg_isready" in result.stderr
+
+
+def test_database_outage_answers_503_fast_loses_nothing_and_recovers(start_server, database, redis_server):
+    url = database.replace("postgresql+psycopg://", "postgresql://")
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    proxy = CuttableProxy(host, int(port or 5432))
+    try:
+        through_proxy = url.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/")
+        server = start_server(
+            DATABASE_URL=through_proxy,
+            REDIS_URL=redis_server.url,
+            WEB_CONCURRENCY="1",
+            GPUQ_RATELIMIT_ENABLED="0",
+            GPUQ_DB_TIMEOUT="1",
+        )
+        acknowledged = []
+
+        def submit() -> requests.Response:
+            response = requests.post(f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, timeout=15)
+            if response.status_code == 201:
+                acknowledged.append(response.json()["submission_id"])
+            return response
+
+        assert submit().status_code == 201
+        proxy.cut()
+        during = [submit() for _ in range(3)]
+        assert [r.status_code for r in during] == [503, 503, 503]
+        assert all(r.headers["Content-Type"] == "application/problem+json" for r in during)
+        assert all(int(r.headers["Retry-After"]) > 0 for r in during)
+        assert all(r.elapsed.total_seconds() < 5 for r in during)
+        health = requests.get(f"{server.base}/", timeout=15)
+        assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+
+        proxy.restore()
+        after = [submit().status_code for _ in range(3)]
+        assert after[-1] == 201 and set(after) <= {201, 503}
+        assert requests.get(f"{server.base}/", timeout=15).json()["status"] == "healthy"
+        assert sorted(sid for sid, _ in stored(database)) == sorted(acknowledged)
+    finally:
+        proxy.close()
