@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) bench/run.py
 
 clean:
