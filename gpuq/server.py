@@ -80,8 +80,11 @@ def _redact(url: str) -> str:
         return "<unparsable URL>"
 
 
-def migrate_or_explain(settings: Settings) -> bool:
-    """Apply pending migrations; on failure print what to check and return False."""
+def prepare_database(settings: Settings) -> bool:
+    """Apply pending migrations, or with GPUQ_AUTO_MIGRATE=0 check there are none.
+
+    On failure print what to do and return False.
+    """
     from sqlalchemy.exc import OperationalError
 
     from gpuq.store import migrate
@@ -89,7 +92,15 @@ def migrate_or_explain(settings: Settings) -> bool:
 
     engine = make_engine(settings)
     try:
-        migrate.upgrade(engine)
+        if settings.auto_migrate:
+            migrate.upgrade(engine)
+        elif not migrate.is_current(engine):
+            print(
+                "gpuq: the database schema is not up to date and GPUQ_AUTO_MIGRATE=0: "
+                "run `gpuq db upgrade` (or `python -m gpuq db upgrade`) first.",
+                file=sys.stderr,
+            )
+            return False
     except OperationalError as exc:
         print(
             f"gpuq: cannot reach the database ({_redact(settings.sqlalchemy_url)}): {exc.orig}\n"
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             f"gpuq: embedded mode runs one worker, not {args.workers} (set REDIS_URL for more)",
             file=sys.stderr,
         )
-    if settings.auto_migrate and not migrate_or_explain(settings):
+    if not prepare_database(settings):
         return 1
     check_redis(settings)
     print(f"gpuq: {describe(settings)}", file=sys.stderr)

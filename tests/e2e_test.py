@@ -315,3 +315,81 @@ def test_database_outage_answers_503_fast_loses_nothing_and_recovers(start_serve
         assert sorted(sid for sid, _ in stored(database)) == sorted(acknowledged)
     finally:
         proxy.close()
+
+
+def test_dot_env_is_read_from_the_working_directory(tmp_path):
+    port = free_port()
+    (tmp_path / ".env").write_text(
+        f"DATABASE_URL=sqlite:///{tmp_path / 'dotenv.sqlite3'}\nGPUQ_SUBMIT_LIMIT=1 per hour\nPORT={port}\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GPUQ_", "DATABASE_URL", "REDIS_URL", "PORT"))
+    }
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process, timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        statuses = [
+            requests.post(f"{base}/submit_qualification", json=WORKED_EXAMPLE, timeout=10).status_code
+            for _ in range(2)
+        ]
+        assert statuses == [201, 429]
+        assert (tmp_path / "dotenv.sqlite3").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_pending_migrations_with_auto_migrate_off_refuse_to_start(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "app.py", "--port", str(free_port())],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+            "GPUQ_AUTO_MIGRATE": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "gpuq db upgrade" in result.stderr
+
+
+def test_db_upgrade_command_then_start_without_auto_migrate(start_server, tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": url}
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "gpuq", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    current = subprocess.run(
+        [sys.executable, "-m", "gpuq", "db", "current"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert current.returncode == 0 and "up to date" in current.stdout
+    server = start_server(DATABASE_URL=url, GPUQ_AUTO_MIGRATE="0")
+    assert (
+        requests.post(f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, timeout=10).status_code
+        == 201
+    )

@@ -147,6 +147,8 @@ class CuttableProxy:
         self._open: list[socket.socket] = []
         self._up = True
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -168,10 +170,10 @@ class CuttableProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -192,8 +194,14 @@ class CuttableProxy:
     def restore(self) -> None:
         with self._lock:
             self._up = True
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        """Hold every byte, keeping connections open: a server that hangs without closing."""
+        self._flowing.clear()
 
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()
         self.cut()
         self.listener.close()

@@ -51,6 +51,13 @@ def make_engine(settings: Settings) -> Engine:
         options["connect_args"] = {
             "connect_timeout": max(1, round(settings.db_timeout)),
             "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+            # A lost network: data unacknowledged this long, or a silent peer, fails the
+            # connection instead of leaving a request waiting forever.
+            "tcp_user_timeout": timeout_ms,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
         }
         # A fixed pool: overflow connections would be opened and closed per request under
         # load, and a PostgreSQL connection costs a process fork on the server.

@@ -137,3 +137,18 @@ def test_database_down_answers_503_with_retry_after(make_app, backend):
     assert health.status_code == 503
     assert health.get_json()["status"] == "unhealthy"
     assert stored_count(app) == 0
+
+
+def test_an_unexpected_error_is_a_500_problem_without_details(make_app):
+    app = make_app()
+
+    def broken():
+        raise RuntimeError("secret internals /etc/passwd")
+
+    app.add_url_rule("/broken", "broken", broken)
+    response = app.test_client().get("/broken")
+    assert response.status_code == 500
+    assert response.mimetype == PROBLEM
+    body = response.get_data(as_text=True)
+    assert "secret" not in body and "Traceback" not in body
+    assert response.get_json()["detail"] == "an unexpected error occurred; it has been logged"
