@@ -99,6 +99,11 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
+def run_quietly(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a command in the repository root to its end, capturing its output."""
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
 def stored(database: str) -> list[tuple[int, str]]:
     engine = create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
@@ -263,14 +268,8 @@ def test_embedded_mode_runs_one_worker_on_sqlite(start_server, tmp_path):
 
 
 def test_unreachable_database_at_start_is_explained(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "app.py", "--port", str(free_port())],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    result = run_quietly([sys.executable, "app.py", "--port", str(free_port())], env)
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
     assert "pg_isready" in result.stderr
@@ -351,18 +350,8 @@ def test_dot_env_is_read_from_the_working_directory(tmp_path):
 
 
 def test_pending_migrations_with_auto_migrate_off_refuse_to_start(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "app.py", "--port", str(free_port())],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
-            "GPUQ_AUTO_MIGRATE": "0",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "GPUQ_AUTO_MIGRATE": "0"}
+    result = run_quietly([sys.executable, "app.py", "--port", str(free_port())], env)
     assert result.returncode == 1
     assert "gpuq db upgrade" in result.stderr
 
@@ -370,23 +359,9 @@ def test_pending_migrations_with_auto_migrate_off_refuse_to_start(tmp_path):
 def test_db_upgrade_command_then_start_without_auto_migrate(start_server, tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     env = {**os.environ, "DATABASE_URL": url}
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "gpuq", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    upgrade = run_quietly([sys.executable, "-m", "gpuq", "db", "upgrade"], env)
     assert upgrade.returncode == 0, upgrade.stderr
-    current = subprocess.run(
-        [sys.executable, "-m", "gpuq", "db", "current"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    current = run_quietly([sys.executable, "-m", "gpuq", "db", "current"], env)
     assert current.returncode == 0 and "up to date" in current.stdout
     server = start_server(DATABASE_URL=url, GPUQ_AUTO_MIGRATE="0")
     assert (
