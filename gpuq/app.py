@@ -8,7 +8,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gpuq import api, leaderboard, profiles, ratelimit
+from gpuq import api, leaderboard, profiles, ratelimit, web
 from gpuq.clock import EXTENSION as CLOCK
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
@@ -33,7 +33,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
     forking (gunicorn does: the app is not preloaded).
     """
     settings = settings or Settings.from_env()
-    app = Flask("gpuq")
+    app = Flask(
+        "gpuq",
+        static_folder=str(web.STATIC_DIR),
+        static_url_path="/static",
+        template_folder=str(web.TEMPLATES_DIR),
+    )
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

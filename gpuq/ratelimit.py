@@ -101,6 +101,23 @@ class RateLimits:
         """Count one accepted submission; raises RateLimited when used up."""
         return self._take(self._submit, "submit", address, report=True)
 
+    def usage(self, address: str) -> list[tuple[str, RateLimitItem, Usage]]:
+        """Every limit that applies to `address` and its current usage; uses up nothing."""
+        result = []
+        for scope, items in (("daily", self._daily), ("submit", self._submit)):
+            for item in items:
+                result.append((scope, item, self._stats(item, (scope, address))))
+        return result
+
+    def _stats(self, item: RateLimitItem, ids: tuple[str, str]) -> Usage:
+        if self._primary is not self._memory and self._monotonic() >= self._primary_down_until:
+            try:
+                return _usage(self._primary, item, ids)
+            except Exception as exc:  # same failure policy as hits
+                log.warning("rate-limit store failed, reading memory counters: %r", exc)
+                self._primary_down_until = self._monotonic() + RETRY_PRIMARY_SECONDS
+        return _usage(self._memory, item, ids)
+
     def _take(self, items: list[RateLimitItem], scope: str, address: str, report: bool) -> Usage | None:
         if not self.enabled:
             return None
@@ -135,10 +152,14 @@ def _hit_with(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str], 
     allowed = strategy.hit(item, *ids)
     if allowed and not report:
         return True, None
+    return allowed, _usage(strategy, item, ids)
+
+
+def _usage(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str]) -> Usage:
     reset, remaining = strategy.get_window_stats(item, *ids)
     now = time.time()
     retry_after = min(item.get_expiry(), max(1, math.ceil(reset - now)))
-    return allowed, Usage(item.amount, remaining, math.ceil(now) + retry_after, retry_after)
+    return Usage(item.amount, remaining, math.ceil(now) + retry_after, retry_after)
 
 
 def exempt(view: Callable[..., Any]) -> Callable[..., Any]:

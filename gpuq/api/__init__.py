@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from gpuq.api import errors, health, leaderboard, submissions
+from gpuq.api import errors, health, leaderboard, openapi, quota, security, submissions
 
 
 def init_app(app: Flask) -> None:
     errors.init_app(app)
-    for module in (health, submissions, leaderboard):
+    security.init_app(app)
+    for module in (health, submissions, leaderboard, quota, openapi):
         app.register_blueprint(module.bp)

@@ -10,9 +10,9 @@ scored value.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from gpuq.api.body import json_type
 from gpuq.errors import FieldError, InvalidInput
@@ -25,20 +25,28 @@ def _four_places(value: Decimal) -> Decimal:
     return value.quantize(METRIC_QUANTUM, rounding=ROUND_HALF_UP)
 
 
+# WithJsonSchema: the API takes JSON numbers only (strict mode refuses strings), so
+# the published schema says exactly that instead of pydantic's number-or-string.
 Percent = Annotated[
     Decimal,
-    Field(ge=0, le=100, allow_inf_nan=False, description="A percentage, 0 to 100."),
+    Field(ge=0, le=100, allow_inf_nan=False),
     AfterValidator(_four_places),
+    WithJsonSchema(
+        {"type": "number", "minimum": 0, "maximum": 100, "description": "A percentage, 0 to 100."}
+    ),
 ]
 Seconds = Annotated[
     Decimal,
-    Field(
-        ge=METRIC_QUANTUM,
-        le=MAX_COMPLETION_SECONDS,
-        allow_inf_nan=False,
-        description="Seconds the benchmark took, more than 0 and at most 86400.",
-    ),
+    Field(ge=METRIC_QUANTUM, le=MAX_COMPLETION_SECONDS, allow_inf_nan=False),
     AfterValidator(_four_places),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": float(METRIC_QUANTUM),
+            "maximum": int(MAX_COMPLETION_SECONDS),
+            "description": "Seconds the benchmark took, at least 0.0001 and at most 86400.",
+        }
+    ),
 ]
 
 
@@ -52,6 +60,101 @@ class SubmissionIn(BaseModel):
     power_efficiency: Percent
     completion_time: Seconds
     accuracy: Percent
+
+
+# Response models: documentation of what the handlers send (the OpenAPI spec is
+# generated from them, and the schemathesis test checks every response against it).
+
+
+class MetricPoints(BaseModel):
+    value: float = Field(description="The value as stored (4 decimal places).")
+    points: float = Field(description="Points earned, out of the weight.")
+    weight: float | None = Field(
+        None, description="Points this metric is worth out of 100 (absent for an older profile)."
+    )
+
+
+class Breakdown(BaseModel):
+    gpu_utilization: MetricPoints
+    memory_usage: MetricPoints
+    power_efficiency: MetricPoints
+    completion_time: MetricPoints
+    accuracy: MetricPoints
+
+
+class SubmissionCreated(BaseModel):
+    success: Literal[True]
+    score: float = Field(ge=0, le=100)
+    submission_id: int
+    rank: int | None = Field(description="Current rank (1 is best); null if it could not be read.")
+    breakdown: Breakdown
+
+
+class SubmissionOut(BaseModel):
+    submission_id: int
+    score: float = Field(ge=0, le=100)
+    rank: int
+    profile_version: int
+    submitted_at: str = Field(json_schema_extra={"format": "date-time"})
+    breakdown: Breakdown
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int
+    submission_id: int
+    score: float = Field(ge=0, le=100)
+    submitted_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class LeaderboardPage(BaseModel):
+    leaderboard: list[LeaderboardEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+class DependencyCheck(BaseModel):
+    status: Literal["up", "down", "not_configured"]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str = Field(json_schema_extra={"format": "date-time"})
+    checks: dict[str, DependencyCheck]
+
+
+class LimitUsage(BaseModel):
+    scope: Literal["daily", "submit"] = Field(
+        description="daily: requests over all limited routes; submit: accepted submissions."
+    )
+    limit: str = Field(description='The limit, e.g. "10 per 1 hour".')
+    amount: int = Field(description="What the limit allows per window (X-RateLimit-Limit).")
+    remaining: int = Field(description="What remains now (X-RateLimit-Remaining).")
+    reset_at: int = Field(description="Epoch second when a unit frees up (X-RateLimit-Reset).")
+
+
+class Quota(BaseModel):
+    address: str = Field(description="The client address the limits are counted against.")
+    enabled: bool
+    limits: list[LimitUsage]
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description='The field\'s name ("" for the whole body).')
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldProblem] | None = None
 
 
 def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
