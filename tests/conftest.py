@@ -76,8 +76,11 @@ def truncate(app: Flask) -> None:
     engine = get_db(app).engine
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text("TRUNCATE submissions, scoring_profiles RESTART IDENTITY CASCADE"))
+            connection.execute(
+                text("TRUNCATE idempotency_keys, submissions, scoring_profiles RESTART IDENTITY CASCADE")
+            )
         else:
+            connection.execute(text("DELETE FROM idempotency_keys"))
             connection.execute(text("DELETE FROM submissions"))
             connection.execute(text("DELETE FROM scoring_profiles"))
 

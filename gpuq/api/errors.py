@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gpuq import idempotency
 from gpuq.errors import GpuqError, InvalidInput, NotFound, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ def _domain_error(exc: GpuqError) -> Response:
         return problem(
             429, f"{exc.description} exceeded for this address; retry in {exc.usage.retry_after} s"
         )
+    if isinstance(exc, idempotency.InFlight):
+        return problem(409, str(exc), {"Retry-After": "1"})
+    if isinstance(exc, idempotency.Mismatch):
+        return problem(422, str(exc), errors=[{"field": "Idempotency-Key", "message": str(exc)}])
     if isinstance(exc, Unavailable):
         return problem(503, exc.detail, {"Retry-After": str(exc.retry_after)})
     return _unexpected(exc)

@@ -2,50 +2,112 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+import logging
+from contextlib import suppress
+from typing import Any
 
-from gpuq import submissions
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from gpuq import idempotency, submissions
 from gpuq.api.body import read_json_object
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.api.serialize import breakdown, number
 from gpuq.clock import iso_z, now
+from gpuq.errors import NotFound
 from gpuq.leaderboard import Entry, get_leaderboard
 from gpuq.profiles import get_profile
 from gpuq.ratelimit import client_address, take_submission
+from gpuq.scoring import Profile
 from gpuq.store.db import get_db
+from gpuq.submissions import StoredSubmission
 
 bp = Blueprint("submissions", __name__)
+log = logging.getLogger(__name__)
+
+MAX_ID = 2**63 - 1
 
 
 @bp.post("/submit_qualification")
 def submit_qualification():
     """Validate, take one from the submission quota, score, store (commit), then index.
 
-    The 201 is sent only after the commit. Invalid input is refused before
-    the quota is touched. A failure after the commit (the index) is logged and
+    The 201 is sent only after the commit. Invalid input is refused before the
+    quota is touched. A failure after the commit (the index) is logged and
     repaired later; it never turns an acknowledged submission into an error.
+    With an Idempotency-Key see gpuq.idempotency for the replay rules.
     """
-    metrics = validate(SubmissionIn, read_json_object(request))
+    key = idempotency.check_key(request.headers.get("Idempotency-Key"))
+    body = read_json_object(request)
+    metrics = validate(SubmissionIn, body).model_dump()
     address = client_address()
+    if key is not None:
+        return _submit_once(key, body, metrics, address)
     take_submission(address)
     profile, version = get_profile()
     # Autocommit: the single INSERT is its own transaction, durable before the 201.
     with get_db().autocommit() as connection:
-        submission = submissions.record(connection, metrics.model_dump(), profile, version, address, now())
-    board = get_leaderboard()
-    item = Entry.of(submission)
-    rank = board.add(item) or _safe_rank(item)
-    body = {
-        "success": True,
-        "score": number(submission.score),
-        "submission_id": submission.id,
-        "rank": rank,
-        "breakdown": breakdown(submission, profile),
-    }
-    response = jsonify(body)
-    response.status_code = 201
-    response.headers["Location"] = url_for("submissions.get_submission", submission_id=submission.id)
+        submission = submissions.record(connection, metrics, profile, version, address, now())
+    return _created(submission, profile)
+
+
+def _submit_once(key: str, body: dict[str, Any], metrics: dict[str, Any], address: str) -> Response:
+    database = get_db()
+    with database.autocommit() as connection:
+        replay = idempotency.claim(connection, address, key, idempotency.fingerprint(body), now())
+    if replay is not None:
+        return _replayed(replay)
+    try:
+        take_submission(address)
+        profile, version = get_profile()
+        with database.connect() as connection:
+            submission = submissions.record(connection, metrics, profile, version, address, now())
+            idempotency.complete(connection, address, key, submission.id)
+            connection.commit()
+    except BaseException:
+        with suppress(Exception), database.autocommit() as connection:
+            idempotency.release(connection, address, key)
+        raise
+    response = _created(submission, profile)
+    try:
+        with database.autocommit() as connection:
+            idempotency.attach_response(connection, address, key, response.get_data(as_text=True))
+    except Exception:  # a replay then rebuilds the body from the stored submission
+        log.exception("could not keep the response of an idempotent submission")
     return response
+
+
+def _replayed(replay: idempotency.Replay) -> Response:
+    if replay.response_body is not None:
+        response = Response(replay.response_body, status=201, mimetype="application/json")
+        response.headers["Location"] = _location(replay.submission_id)
+    else:
+        with get_db().autocommit() as connection:
+            submission = submissions.get(connection, replay.submission_id)
+        profile, version = get_profile()
+        response = _created(submission, profile if submission.profile_version == version else None)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _created(submission: StoredSubmission, profile: Profile | None) -> Response:
+    item = Entry.of(submission)
+    rank = get_leaderboard().add(item) or _safe_rank(item)
+    response = jsonify(
+        {
+            "success": True,
+            "score": number(submission.score),
+            "submission_id": submission.id,
+            "rank": rank,
+            "breakdown": breakdown(submission, profile),
+        }
+    )
+    response.status_code = 201
+    response.headers["Location"] = _location(submission.id)
+    return response
+
+
+def _location(submission_id: int) -> str:
+    return url_for("submissions.get_submission", submission_id=submission_id)
 
 
 def _safe_rank(item: Entry) -> int | None:
@@ -59,6 +121,8 @@ def _safe_rank(item: Entry) -> int | None:
 
 @bp.get("/submissions/<int:submission_id>")
 def get_submission(submission_id: int):
+    if submission_id > MAX_ID:  # beyond BIGINT: cannot exist
+        raise NotFound(f"no submission with id {submission_id}")
     with get_db().autocommit() as connection:
         submission = submissions.get(connection, submission_id)
     profile, version = get_profile()

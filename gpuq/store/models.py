@@ -105,3 +105,25 @@ class Submission(Base):
 
 # The leaderboard order: score descending, ties to the earlier (smaller) id.
 Index("ix_submissions_ranking", Submission.score.desc(), Submission.id)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and what its first request produced.
+
+    `state` is "in_flight" from the claim until the submission commits (in the
+    same transaction as the submission), then "done". The response body is
+    attached right after; a replay without it is rebuilt from the submission.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Whose key it is: the client address (keys of different clients never meet)."""
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (CheckConstraint("state IN ('in_flight', 'done')", name="state"),)

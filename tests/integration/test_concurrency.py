@@ -39,3 +39,27 @@ def test_simultaneous_first_submissions_agree_on_one_profile_version(make_app):
     with ThreadPoolExecutor(max_workers=4) as pool:
         versions = set(pool.map(attempt, range(4)))
     assert versions == {1}
+
+
+def test_twenty_simultaneous_requests_with_one_key_store_exactly_one_row(make_app):
+    workers = [make_app(), make_app()]
+    barrier = threading.Barrier(20)
+
+    def attempt(i: int):
+        client = workers[i % 2].test_client()
+        barrier.wait()
+        response = client.post(
+            "/submit_qualification", json=WORKED_EXAMPLE, headers={"Idempotency-Key": "one"}
+        )
+        return response.status_code, response.headers.get("Idempotent-Replayed"), response.get_json()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(attempt, range(20)))
+
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {201, 409}
+    originals = [body for status, replayed, body in results if status == 201 and replayed is None]
+    replays = [body for status, replayed, body in results if status == 201 and replayed == "true"]
+    assert len(originals) == 1
+    assert all(body == originals[0] for body in replays)
+    assert stored_count(workers[0]) == 1
