@@ -84,14 +84,22 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "content": {"application/json": {"schema": {"$ref": REF.format(model="SubmissionIn")}}},
         },
         "responses": {
-            "201": _json(
-                "SubmissionCreated",
-                "Scored and stored (committed before this answer).",
-                {
-                    "Location": {"schema": {"type": "string"}, "description": "The submission's URL."},
-                    **_RATE_HEADERS,
+            "201": {
+                **_json(
+                    "SubmissionCreated",
+                    "Scored and stored (committed before this answer).",
+                    {
+                        "Location": {"schema": {"type": "string"}, "description": "The submission's URL."},
+                        **_RATE_HEADERS,
+                    },
+                ),
+                "links": {
+                    "GetSubmission": {
+                        "operationId": "getSubmission",
+                        "parameters": {"submission_id": "$response.body#/submission_id"},
+                    }
                 },
-            ),
+            },
             "400": _problem(
                 "Malformed: not JSON, NaN/Infinity, duplicate keys, too deep, a bad Idempotency-Key."
             ),
