@@ -158,6 +158,11 @@ def _hit_with(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str], 
 def _usage(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str]) -> Usage:
     reset, remaining = strategy.get_window_stats(item, *ids)
     now = time.time()
+    if remaining < item.amount and reset - now < 0.001:
+        # `limits` takes the reset as the window TTL modulo the window; a window
+        # hit this very millisecond has a TTL of exactly twice the window, which
+        # reads as "now". Its first unit frees one whole window from now.
+        reset = now + item.get_expiry()
     retry_after = min(item.get_expiry(), max(1, math.ceil(reset - now)))
     return Usage(item.amount, remaining, math.ceil(now) + retry_after, retry_after)
 
