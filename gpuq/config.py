@@ -68,6 +68,9 @@ class Settings:
     """GPUQ_REDIS_PREFIX: namespace for every Redis key (several deployments can share one Redis)."""
     index_check_seconds: float = 10.0
     """GPUQ_INDEX_CHECK_SECONDS: how often a worker compares the Redis index with the database."""
+    idempotency_abandon_seconds: float = 60.0
+    """GPUQ_IDEMPOTENCY_ABANDON_SECONDS: after this long an unfinished Idempotency-Key claim
+    (its worker died) may be taken over by a retry; keep it above the longest request."""
     ratelimit_enabled: bool = True
     """GPUQ_RATELIMIT_ENABLED: off only for benchmarks and tests."""
 
@@ -130,6 +133,7 @@ _ENV_NAMES = {
     "db_pool_size": "GPUQ_DB_POOL_SIZE",
     "redis_prefix": "GPUQ_REDIS_PREFIX",
     "index_check_seconds": "GPUQ_INDEX_CHECK_SECONDS",
+    "idempotency_abandon_seconds": "GPUQ_IDEMPOTENCY_ABANDON_SECONDS",
     "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",
 }
 

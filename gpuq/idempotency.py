@@ -8,9 +8,10 @@ Rules (the one place they are decided):
   nothing new is stored and no submission quota is used.
 * The same key with a different body: Mismatch (422).
 * The same key while its first request is still being processed: InFlight
-  (409). A claim left in flight for ABANDONED_AFTER (its worker died before
-  committing) may be taken over: the claim completes in the same transaction
-  as the submission, so an in-flight claim never has a stored submission.
+  (409). A claim left in flight for `abandoned_after` (its worker died
+  before committing; Settings.idempotency_abandon_seconds) may be taken
+  over: the claim completes in the same transaction as the submission, so an
+  in-flight claim never has a stored submission.
 * A request that fails (invalid, rate limited, database down) releases its
   claim, so the client may retry with the same key.
 """
@@ -31,7 +32,6 @@ from gpuq.errors import FieldError, GpuqError, InvalidInput
 from gpuq.store.models import IdempotencyKey
 
 KEY_TTL = dt.timedelta(hours=24)
-ABANDONED_AFTER = dt.timedelta(seconds=60)
 MAX_KEY_LENGTH = 255
 TABLE = IdempotencyKey.__table__
 
@@ -81,7 +81,14 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def claim(connection: Connection, scope: str, key: str, digest: str, now: dt.datetime) -> Replay | None:
+def claim(
+    connection: Connection,
+    scope: str,
+    key: str,
+    digest: str,
+    now: dt.datetime,
+    abandoned_after: dt.timedelta = dt.timedelta(seconds=60),
+) -> Replay | None:
     """Claim `key` for a new request (returns None), or return the first request's Replay.
 
     Raises InFlight or Mismatch. Commits its own statements (autocommit connection).
@@ -96,14 +103,14 @@ def claim(connection: Connection, scope: str, key: str, digest: str, now: dt.dat
         pass
     row = connection.execute(select(TABLE).where(_this(scope, key))).first()
     if row is None:  # released between our insert and read: try once more
-        return claim(connection, scope, key, digest, now)
+        return claim(connection, scope, key, digest, now, abandoned_after)
     if row.fingerprint != digest:
         raise Mismatch("this Idempotency-Key was used with a different body")
     if row.state == "done":
         return Replay(row.submission_id, row.response_body)
     taken = connection.execute(
         update(TABLE)
-        .where(_this(scope, key), TABLE.c.state == "in_flight", TABLE.c.created_at < now - ABANDONED_AFTER)
+        .where(_this(scope, key), TABLE.c.state == "in_flight", TABLE.c.created_at < now - abandoned_after)
         .values(created_at=now)
     )
     if taken.rowcount == 1:

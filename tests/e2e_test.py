@@ -409,3 +409,67 @@ def test_docs_render_in_a_real_browser_without_network(start_server, tmp_path):
     for operation in ("/submit_qualification", "/leaderboard", "/submissions/{submission_id}", "/quota"):
         assert operation in dom
     assert "Content Security Policy" not in result.stderr  # nothing was blocked by the policy
+
+
+def test_a_worker_killed_mid_request_then_a_retry_with_the_same_key_stores_exactly_once(
+    start_server, database, redis_server
+):
+    # Rate limits off, so the only Redis call of a submission is indexing it, after the commit.
+    server = start_server(
+        DATABASE_URL=database,
+        REDIS_URL=redis_server.url,
+        WEB_CONCURRENCY="1",
+        GPUQ_RATELIMIT_ENABLED="0",
+        GPUQ_REDIS_TIMEOUT="60",
+    )
+    assert (
+        requests.post(f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, timeout=10).status_code
+        == 201
+    )
+    engine = create_engine(database)
+    headers = {"Idempotency-Key": "killed-mid-request"}
+    outcome: dict[str, object] = {}
+
+    def first_attempt() -> None:
+        try:
+            outcome["response"] = requests.post(
+                f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, headers=headers, timeout=60
+            )
+        except requests.RequestException as exc:
+            outcome["error"] = exc
+
+    # Redis stopped (not gone): the submission commits, then its worker waits on the index.
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        attempt = threading.Thread(target=first_attempt)
+        attempt.start()
+        for _ in range(600):  # until the submission is committed (bounded)
+            with engine.connect() as connection:
+                done = "SELECT count(*) FROM idempotency_keys WHERE state = 'done'"
+                if connection.execute(text(done)).scalar_one():
+                    break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("the first attempt never committed")
+        workers = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        os.kill(int(workers[0]), signal.SIGKILL)
+        attempt.join(timeout=60)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    assert "response" not in outcome  # never acknowledged: the connection died with the worker
+
+    for _ in range(600):  # retry as a client would, until a new worker answers (bounded)
+        try:
+            retry = requests.post(
+                f"{server.base}/submit_qualification", json=WORKED_EXAMPLE, headers=headers, timeout=60
+            )
+            break
+        except requests.ConnectionError:
+            threading.Event().wait(0.1)
+    assert retry.status_code == 201
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    submission_id = retry.json()["submission_id"]
+    assert [sid for sid, _ in stored(database)] == [1, submission_id]  # the warm-up and this one, once
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from contextlib import suppress
 from typing import Any
@@ -25,6 +26,7 @@ bp = Blueprint("submissions", __name__)
 log = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1
+PURGE_DUE = "gpuq.idempotency_purge_due"
 
 
 @bp.post("/submit_qualification")
@@ -52,8 +54,13 @@ def submit_qualification():
 
 def _submit_once(key: str, body: dict[str, Any], metrics: dict[str, Any], address: str) -> Response:
     database = get_db()
+    abandoned_after = dt.timedelta(seconds=current_app.config["GPUQ_SETTINGS"].idempotency_abandon_seconds)
+    moment = now()
     with database.autocommit() as connection:
-        replay = idempotency.claim(connection, address, key, idempotency.fingerprint(body), now())
+        _purge_expired_keys_hourly(connection, moment)
+        replay = idempotency.claim(
+            connection, address, key, idempotency.fingerprint(body), moment, abandoned_after
+        )
     if replay is not None:
         return _replayed(replay)
     try:
@@ -74,6 +81,14 @@ def _submit_once(key: str, body: dict[str, Any], metrics: dict[str, Any], addres
     except Exception:  # a replay then rebuilds the body from the stored submission
         log.exception("could not keep the response of an idempotent submission")
     return response
+
+
+def _purge_expired_keys_hourly(connection, moment: dt.datetime) -> None:
+    """Expired keys are ignored by `claim`; this keeps the table from growing (once an hour per worker)."""
+    due = current_app.extensions.get(PURGE_DUE)
+    if due is None or moment >= due:
+        current_app.extensions[PURGE_DUE] = moment + dt.timedelta(hours=1)
+        idempotency.purge_expired(connection, moment)
 
 
 def _replayed(replay: idempotency.Replay) -> Response:

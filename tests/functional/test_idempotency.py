@@ -167,3 +167,16 @@ def test_a_replay_without_a_kept_body_is_rebuilt_from_the_submission(client, app
     again = submit(client, "rebuild")
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json() == first
+
+
+def test_expired_keys_are_purged(make_app):
+    clock = FrozenClock()
+    app = make_app(clock=clock)
+    client = app.test_client()
+    for key in ("old-1", "old-2"):
+        assert submit(client, key).status_code == 201
+    clock.advance(25 * 3600)
+    assert submit(client, "new").status_code == 201
+    with get_db(app).engine.connect() as connection:
+        keys = connection.execute(text("SELECT key FROM idempotency_keys")).scalars().all()
+    assert keys == ["new"]
