@@ -13,6 +13,7 @@ from gpuq.clock import EXTENSION as CLOCK
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
 from gpuq.store import db, redis
+from gpuq.web import board as web_board
 
 
 class NoSessions(SessionInterface):
@@ -55,5 +56,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
     profiles.init_app(app, settings)
     ratelimit.init_app(app, settings, client.connection_pool if client else None)
     api.init_app(app)
+    app.register_blueprint(web_board.bp)
     logging.getLogger("gpuq").setLevel(logging.INFO)
     return app

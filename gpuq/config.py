@@ -71,6 +71,16 @@ class Settings:
     idempotency_abandon_seconds: float = 60.0
     """GPUQ_IDEMPOTENCY_ABANDON_SECONDS: after this long an unfinished Idempotency-Key claim
     (its worker died) may be taken over by a retry; keep it above the longest request."""
+    board_size: int = 10
+    """GPUQ_BOARD_SIZE: how many leaders the live stream and the board page show."""
+    streams_per_address: int = 5
+    """GPUQ_STREAMS_PER_ADDRESS: open live streams per client address (more get 429)."""
+    streams_per_worker: int = 2000
+    """GPUQ_STREAMS_PER_WORKER: open live streams per worker process (more get 503)."""
+    stream_max_seconds: float = 3600.0
+    """GPUQ_STREAM_MAX_SECONDS: a live stream is closed after this long (clients reconnect)."""
+    stream_heartbeat_seconds: float = 15.0
+    """GPUQ_STREAM_HEARTBEAT_SECONDS: a comment line this often keeps idle streams open."""
     ratelimit_enabled: bool = True
     """GPUQ_RATELIMIT_ENABLED: off only for benchmarks and tests."""
 
@@ -85,6 +95,8 @@ class Settings:
             raise ConfigError("GPUQ_TIME_WORST_SECONDS must be greater than GPUQ_TIME_BEST_SECONDS")
         if self.db_pool_size < 1:
             raise ConfigError("GPUQ_DB_POOL_SIZE must be at least 1")
+        if not 1 <= self.board_size <= 100:
+            raise ConfigError("GPUQ_BOARD_SIZE must be from 1 to 100")
         if self.trusted_proxies < 0:
             raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
 
@@ -134,6 +146,11 @@ _ENV_NAMES = {
     "redis_prefix": "GPUQ_REDIS_PREFIX",
     "index_check_seconds": "GPUQ_INDEX_CHECK_SECONDS",
     "idempotency_abandon_seconds": "GPUQ_IDEMPOTENCY_ABANDON_SECONDS",
+    "board_size": "GPUQ_BOARD_SIZE",
+    "streams_per_address": "GPUQ_STREAMS_PER_ADDRESS",
+    "streams_per_worker": "GPUQ_STREAMS_PER_WORKER",
+    "stream_max_seconds": "GPUQ_STREAM_MAX_SECONDS",
+    "stream_heartbeat_seconds": "GPUQ_STREAM_HEARTBEAT_SECONDS",
     "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",
 }
 

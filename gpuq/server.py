@@ -16,10 +16,25 @@ from typing import Any
 
 from dotenv import load_dotenv
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.ggevent import GeventWorker
 
 from gpuq.config import ConfigError, Settings
 
 log = logging.getLogger("gpuq.server")
+
+
+class GpuqWorker(GeventWorker):
+    """gunicorn's gevent worker that ends its live streams when told to stop, so that a
+    graceful shutdown or restart does not wait out the graceful timeout on them
+    (clients reconnect to another worker at once)."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        from gpuq.events import EXTENSION
+
+        bus = getattr(self.wsgi, "extensions", {}).get(EXTENSION)
+        if bus is not None:
+            bus.close_all()
+        super().handle_exit(sig, frame)
 
 
 class GpuqServer(BaseApplication):
@@ -153,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     check_redis(settings)
     print(f"gpuq: {describe(settings)}", file=sys.stderr)
+    shown_host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else args.host
     print(f"gpuq: serving on http://{args.host}:{args.port} with {workers} worker(s)", file=sys.stderr)
+    print(f"gpuq: live board at http://{shown_host}:{args.port}/board", file=sys.stderr)
     options = {
         "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
         "workers": workers,
-        "worker_class": "gevent",
+        "worker_class": "gpuq.server.GpuqWorker",
         "worker_connections": 2000,
         "timeout": 30,
         "graceful_timeout": 10,

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from gpuq import create_app
 from gpuq.config import Settings
 from gpuq.store import migrate
 from gpuq.store.db import get_db, make_engine
 from tests import services
+from tests.services import RedisServer, free_port, wait_for_port
 
 WORKED_EXAMPLE = {
     "gpu_utilization": 90,
@@ -141,3 +147,81 @@ def stored_count(app: Flask) -> int:
 
 def as_decimal(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+# Real server processes (`python app.py`), shared by the end-to-end test modules.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    """One `python app.py` process on a free port, its output kept in a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GPUQ_", "DATABASE_URL", "REDIS_URL"))
+        }
+        full_env.update(env)
+        full_env["PORT"] = str(self.port)
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for_port(self.port, self.process, timeout=60)
+        except Exception:
+            raise RuntimeError(f"server did not start:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def database(pg_url: str) -> Iterator[str]:
+    """The run's PostgreSQL database, emptied before and after the test."""
+
+    def empty() -> None:
+        engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as connection:
+            connection.execute(
+                text("TRUNCATE idempotency_keys, submissions, scoring_profiles RESTART IDENTITY CASCADE")
+            )
+        engine.dispose()
+
+    empty()
+    yield pg_url
+    empty()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(env, tmp_path / f"server{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -205,3 +205,52 @@ class CuttableProxy:
         self._flowing.set()
         self.cut()
         self.listener.close()
+
+
+class EventStream:
+    """A Server-Sent Events client in a background thread; events land in a queue."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None):
+        import queue
+
+        import requests
+
+        self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
+        self.response = requests.get(url, stream=True, timeout=(5, 60), headers=headers or {})
+        self.status = self.response.status_code
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        import json
+
+        event, data = "message", []
+        try:
+            for line in self.response.iter_lines(decode_unicode=True):
+                if line == "":
+                    if data:
+                        self.events.put((event, json.loads("\n".join(data))))
+                    event, data = "message", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+        except Exception:  # the stream was closed
+            pass
+
+    def wait_for(self, kind: str, predicate=lambda data: True, timeout: float = 10.0) -> dict:
+        """The first `kind` event whose data satisfies `predicate` (others are skipped)."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event, data = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if event == kind and predicate(data):
+                return data
+        raise TimeoutError(f"no {kind} event within {timeout} s")
+
+    def close(self) -> None:
+        self.response.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from gpuq.api import errors, health, leaderboard, openapi, quota, security, submissions
+from gpuq.api import errors, health, leaderboard, openapi, quota, security, stream, submissions
 
 
 def init_app(app: Flask) -> None:
     errors.init_app(app)
     security.init_app(app)
-    for module in (health, submissions, leaderboard, quota, openapi):
+    stream.init_app(app, app.config["GPUQ_SETTINGS"])
+    for module in (health, submissions, leaderboard, stream, quota, openapi):
         app.register_blueprint(module.bp)

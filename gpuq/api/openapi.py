@@ -160,6 +160,37 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "500": _SERVER_ERROR,
         },
     },
+    ("/leaderboard/stream", "get"): {
+        "operationId": "leaderboardStream",
+        "summary": "The live board as Server-Sent Events",
+        "description": "A `snapshot` event on connect (leaders, score histogram, records, slots), then "
+        "`submission` and `leaderboard` events; a comment line as heartbeat. Reconnecting clients get a "
+        "fresh snapshot.",
+        "tags": ["leaderboard"],
+        "responses": {
+            "200": {
+                "description": "An event stream",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"description": "Server-Sent Events; each data line is JSON"}
+                    }
+                },
+            },
+            "429": _problem("Too many open streams from this address."),
+            "503": _problem(
+                "This worker holds as many streams as it may.", **{"Retry-After": "Seconds to wait."}
+            ),
+            "500": _SERVER_ERROR,
+        },
+    },
+    ("/board", "get"): {
+        "operationId": "board",
+        "summary": "The live board page (for people and big screens)",
+        "tags": ["leaderboard"],
+        "responses": {
+            "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+        },
+    },
     ("/quota", "get"): {
         "operationId": "quota",
         "summary": "The caller's limits, what remains of them, and when they reset",

@@ -9,12 +9,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from gpuq import idempotency, submissions
+from gpuq import idempotency, live, submissions
 from gpuq.api.body import read_json_object
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.api.serialize import breakdown, number
 from gpuq.clock import iso_z, now
 from gpuq.errors import NotFound
+from gpuq.events import EXTENSION as EVENTS
 from gpuq.leaderboard import Entry, get_leaderboard
 from gpuq.profiles import get_profile
 from gpuq.ratelimit import client_address, take_submission
@@ -99,14 +100,19 @@ def _replayed(replay: idempotency.Replay) -> Response:
         with get_db().autocommit() as connection:
             submission = submissions.get(connection, replay.submission_id)
         profile, version = get_profile()
-        response = _created(submission, profile if submission.profile_version == version else None)
+        same_profile = submission.profile_version == version
+        response = _created(submission, profile if same_profile else None, announce=False)
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-def _created(submission: StoredSubmission, profile: Profile | None) -> Response:
+def _created(submission: StoredSubmission, profile: Profile | None, announce: bool = True) -> Response:
     item = Entry.of(submission)
-    rank = get_leaderboard().add(item) or _safe_rank(item)
+    board = get_leaderboard()
+    rank = board.add(item) or _safe_rank(item)
+    if announce:
+        size = current_app.config["GPUQ_SETTINGS"].board_size
+        live.announce(current_app.extensions[EVENTS], board, item, rank, size)
     response = jsonify(
         {
             "success": True,

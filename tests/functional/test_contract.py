@@ -35,7 +35,11 @@ def _contract_app():
     path = Path(tempfile.mkdtemp(prefix="gpuq-contract-")) / "gpuq.sqlite3"
     app = create_app(
         Settings(
-            database_url=f"sqlite:///{path}", submit_limit="1000000 per hour", daily_limit="1000000 per day"
+            database_url=f"sqlite:///{path}",
+            submit_limit="1000000 per hour",
+            daily_limit="1000000 per day",
+            stream_max_seconds=0.001,  # a generated stream request must end at once
+            streams_per_address=1000,
         )
     )
     migrate.upgrade(get_db(app).engine)

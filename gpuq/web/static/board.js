@@ -1,0 +1,132 @@
+// The live board: renders the stream's snapshot, then applies its events.
+// No framework and no build step; everything comes from this service.
+(function () {
+  "use strict";
+  const BUCKETS = 10; // mirrors gpuq.live.bucket_of: 10-point buckets, 100 in the last
+  const state = { histogram: new Array(BUCKETS).fill(0), records: [], total: 0 };
+  const $ = (id) => document.getElementById(id);
+  const svgNS = "http://www.w3.org/2000/svg";
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function time(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  function renderLeaders(entries, freshId) {
+    const body = $("leaders").tBodies[0];
+    body.replaceChildren();
+    if (!entries.length) {
+      const row = body.insertRow();
+      const td = cell("No submissions yet.");
+      td.colSpan = 4;
+      row.append(td);
+      return;
+    }
+    for (const e of entries) {
+      const row = body.insertRow();
+      row.dataset.submissionId = e.submission_id;
+      row.append(cell(String(e.rank)), cell(e.participant || "#" + e.submission_id),
+                 cell(e.score.toFixed(2), "score"), cell(time(e.submitted_at)));
+      if (e.submission_id === freshId) row.className = "fresh";
+    }
+  }
+
+  function renderHistogram() {
+    const svg = $("histogram");
+    svg.replaceChildren();
+    const max = Math.max(1, ...state.histogram);
+    state.histogram.forEach((count, i) => {
+      const height = 130 * count / max;
+      const bar = document.createElementNS(svgNS, "rect");
+      bar.setAttribute("x", String(i * 40 + 4));
+      bar.setAttribute("y", String(140 - height));
+      bar.setAttribute("width", "32");
+      bar.setAttribute("height", String(height));
+      const title = document.createElementNS(svgNS, "title");
+      title.textContent = `${i * 10}–${i === BUCKETS - 1 ? 100 : i * 10 + 9.99}: ${count}`;
+      bar.append(title);
+      const label = document.createElementNS(svgNS, "text");
+      label.setAttribute("x", String(i * 40 + 8));
+      label.setAttribute("y", "155");
+      label.textContent = String(i * 10);
+      svg.append(bar, label);
+    });
+  }
+
+  function renderRecords() {
+    const svg = $("records");
+    svg.replaceChildren();
+    if (!state.records.length) return;
+    const times = state.records.map((r) => Date.parse(r.at));
+    const first = Math.min(...times), span = Math.max(1, Math.max(...times) - first);
+    const points = state.records.map((r, i) =>
+      `${10 + 380 * (times[i] - first) / span},${150 - 1.4 * r.score}`);
+    points.push(`390,${150 - 1.4 * state.records[state.records.length - 1].score}`);
+    const line = document.createElementNS(svgNS, "polyline");
+    line.setAttribute("points", points.join(" "));
+    const label = document.createElementNS(svgNS, "text");
+    label.setAttribute("x", "10");
+    label.setAttribute("y", "12");
+    label.textContent = "best: " + state.records[state.records.length - 1].score.toFixed(2);
+    svg.append(line, label);
+  }
+
+  function renderSlots(slots) {
+    const list = $("slots");
+    list.replaceChildren();
+    if (!slots || !slots.length) {
+      const item = document.createElement("li");
+      item.textContent = "No slots are configured yet.";
+      list.append(item);
+    }
+  }
+
+  function setTotal(total) {
+    state.total = total;
+    $("total").textContent = String(total);
+  }
+
+  function connect() {
+    const source = new EventSource("/leaderboard/stream");
+    source.onopen = () => { $("connection").dataset.state = "live"; $("connection").textContent = "live"; };
+    source.onerror = () => { $("connection").dataset.state = "lost"; $("connection").textContent = "reconnecting…"; };
+    source.addEventListener("snapshot", (message) => {
+      const data = JSON.parse(message.data);
+      state.histogram = data.histogram;
+      state.records = data.records;
+      setTotal(data.total);
+      renderLeaders(data.leaderboard);
+      renderHistogram();
+      renderRecords();
+      renderSlots(data.slots);
+    });
+    source.addEventListener("leaderboard", (message) => {
+      const data = JSON.parse(message.data);
+      renderLeaders(data.leaderboard, state.lastId);
+    });
+    source.addEventListener("submission", (message) => {
+      const s = JSON.parse(message.data);
+      state.lastId = s.submission_id;
+      state.histogram[Math.min(Math.floor(s.score / 10), BUCKETS - 1)] += 1;
+      const best = state.records.length ? state.records[state.records.length - 1].score : -1;
+      if (s.score > best) state.records.push({ at: s.submitted_at, score: s.score });
+      setTotal(state.total + 1);
+      renderHistogram();
+      renderRecords();
+      const text = `Submission #${s.submission_id} scored ${s.score.toFixed(2)}` + (s.rank ? `, rank ${s.rank}` : "");
+      $("announcer").textContent = text;
+      const item = document.createElement("li");
+      item.textContent = `${time(s.submitted_at)} · ${text}`;
+      $("latest").prepend(item);
+      while ($("latest").children.length > 5) $("latest").lastChild.remove();
+    });
+  }
+
+  connect();
+})();

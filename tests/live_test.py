@@ -1,0 +1,164 @@
+"""The live board end to end: streams, fan-out across workers and servers, caps, the page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import WORKED_EXAMPLE
+from tests.services import EventStream, unavailable
+
+ARTIFACTS = Path(os.environ.get("GPUQ_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+
+
+@pytest.fixture
+def start_live(start_server):
+    """Servers whose streams send a heartbeat every 0.3 s, so closed clients are noticed at once."""
+
+    def start(**env: str):
+        return start_server(GPUQ_STREAM_HEARTBEAT_SECONDS="0.3", **env)
+
+    return start
+
+
+def submit(server, body=None) -> dict:
+    response = requests.post(f"{server.base}/submit_qualification", json=body or WORKED_EXAMPLE, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_two_streams_both_receive_a_submission(start_live, database, redis_server):
+    server = start_live(DATABASE_URL=database, REDIS_URL=redis_server.url, WEB_CONCURRENCY="2")
+    streams = [EventStream(f"{server.base}/leaderboard/stream") for _ in range(2)]
+    try:
+        for stream in streams:
+            snapshot = stream.wait_for("snapshot")
+            assert snapshot["leaderboard"] == [] and snapshot["total"] == 0
+            assert snapshot["histogram"] == [0] * 10 and snapshot["slots"] == []
+        created = submit(server)
+        for stream in streams:
+            event = stream.wait_for("submission", lambda d: d["submission_id"] == created["submission_id"])
+            assert event["score"] == 87.95 and event["rank"] == 1
+            board = stream.wait_for("leaderboard")
+            assert board["leaderboard"][0]["submission_id"] == created["submission_id"]
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_a_submission_on_one_server_reaches_a_stream_on_another(start_live, database, redis_server):
+    env = {"DATABASE_URL": database, "REDIS_URL": redis_server.url}
+    watched, other = start_live(**env), start_live(**env)
+    stream = EventStream(f"{watched.base}/leaderboard/stream")
+    try:
+        stream.wait_for("snapshot")
+        created = submit(other)
+        event = stream.wait_for("submission", lambda d: d["submission_id"] == created["submission_id"])
+        assert event["rank"] == 1
+    finally:
+        stream.close()
+
+
+def test_a_reconnect_starts_with_a_fresh_snapshot(start_live, tmp_path):
+    server = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'live.sqlite3'}")
+    created = submit(server)
+    stream = EventStream(f"{server.base}/leaderboard/stream", headers={"Last-Event-ID": "12345-1"})
+    try:
+        snapshot = stream.wait_for("snapshot")
+        assert [e["submission_id"] for e in snapshot["leaderboard"]] == [created["submission_id"]]
+        assert snapshot["histogram"][8] == 1  # 87.95 is in [80, 90)
+        assert snapshot["records"][0]["score"] == 87.95
+    finally:
+        stream.close()
+
+
+def test_streams_per_address_and_per_worker_are_capped(start_live, tmp_path):
+    server = start_live(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'caps.sqlite3'}",
+        GPUQ_STREAMS_PER_ADDRESS="2",
+    )
+    streams = [EventStream(f"{server.base}/leaderboard/stream") for _ in range(2)]
+    try:
+        assert [s.status for s in streams] == [200, 200]
+        third = EventStream(f"{server.base}/leaderboard/stream")
+        assert third.status == 429
+        assert third.response.headers["Content-Type"] == "application/problem+json"
+        assert int(third.response.headers["Retry-After"]) > 0
+        assert requests.get(f"{server.base}/leaderboard", timeout=10).status_code == 200  # the API stays up
+    finally:
+        for stream in streams:
+            stream.close()
+
+    busy = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'caps2.sqlite3'}", GPUQ_STREAMS_PER_WORKER="1")
+    first = EventStream(f"{busy.base}/leaderboard/stream")
+    try:
+        first.wait_for("snapshot")
+        second = EventStream(f"{busy.base}/leaderboard/stream")
+        assert second.status == 503
+        assert int(second.response.headers["Retry-After"]) > 0
+    finally:
+        first.close()
+
+
+def test_make_run_prints_the_board_address(start_live, tmp_path):
+    server = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'print.sqlite3'}")
+    assert f"live board at http://localhost:{server.port}/board" in server.log()
+
+
+def browser():
+    """Selenium driving Debian's Chromium through the chromedriver built with it."""
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        unavailable(
+            "chromium and chromedriver", FileNotFoundError("Debian packages chromium, chromium-driver")
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'board.sqlite3'}")
+    earlier = submit(server, {**WORKED_EXAMPLE, "accuracy": 50})
+    driver = browser()
+    try:
+        driver.get(f"{server.base}/board")
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.ID, "connection"), "live"))
+        rows = driver.find_elements(By.CSS_SELECTOR, "#leaders tbody tr")
+        assert [r.get_attribute("data-submission-id") for r in rows] == [str(earlier["submission_id"])]
+        driver.execute_script("window.__loadedOnce = true")
+
+        created = submit(server)
+        selector = f'#leaders tbody tr[data-submission-id="{created["submission_id"]}"]'
+        row = WebDriverWait(driver, 2).until(EC.presence_of_element_located((By.CSS_SELECTOR, selector)))
+        assert row.text.split()[:3] == ["1", f"#{created['submission_id']}", "87.95"]
+        assert driver.execute_script("return window.__loadedOnce") is True  # no reload happened
+        assert "87.95" in driver.find_element(By.ID, "announcer").text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "board.png"))
+        browser_log = driver.get_log("browser") if hasattr(driver, "get_log") else []
+        assert not [entry for entry in browser_log if "Content Security Policy" in entry.get("message", "")]
+    finally:
+        driver.quit()
