@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-stream clean
 
 $(STAMP): requirements.txt requirements-runtime.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) bench/run.py
+
+bench-stream: $(STAMP)
+	$(PY) bench/stream.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis

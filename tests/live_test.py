@@ -162,3 +162,11 @@ def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_
         assert not [entry for entry in browser_log if "Content Security Policy" in entry.get("message", "")]
     finally:
         driver.quit()
+
+
+def test_a_stream_ends_after_its_maximum_lifetime(start_live, tmp_path):
+    server = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'life.sqlite3'}", GPUQ_STREAM_MAX_SECONDS="1")
+    response = requests.get(f"{server.base}/leaderboard/stream", stream=True, timeout=(5, 30))
+    body = b"".join(response.iter_content(chunk_size=None))  # returns only once the server ends it
+    assert b"event: snapshot" in body
+    assert body.startswith(b"retry: ")
