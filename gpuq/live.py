@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from gpuq.api.serialize import entry, number
 from gpuq.clock import iso_z
 from gpuq.events import LocalBus
 from gpuq.leaderboard import Entry, Leaderboard
+from gpuq.serialize import entry, number
 from gpuq.store.models import Submission
 
 log = logging.getLogger(__name__)

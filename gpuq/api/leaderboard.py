@@ -13,9 +13,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, json, request
 
 from gpuq import ratelimit
-from gpuq.api.serialize import entry
 from gpuq.errors import FieldError, InvalidInput
 from gpuq.leaderboard import get_leaderboard
+from gpuq.serialize import entry
 
 bp = Blueprint("leaderboard", __name__)
 

@@ -12,7 +12,6 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from gpuq import idempotency, live, submissions
 from gpuq.api.body import read_json_object
 from gpuq.api.schemas import SubmissionIn, validate
-from gpuq.api.serialize import breakdown, number
 from gpuq.clock import iso_z, now
 from gpuq.errors import NotFound
 from gpuq.events import EXTENSION as EVENTS
@@ -20,6 +19,7 @@ from gpuq.leaderboard import Entry, get_leaderboard
 from gpuq.profiles import get_profile
 from gpuq.ratelimit import client_address, take_submission
 from gpuq.scoring import Profile
+from gpuq.serialize import breakdown, number
 from gpuq.store.db import get_db
 from gpuq.submissions import StoredSubmission
 

@@ -1,4 +1,7 @@
-"""Turning stored values into JSON values: numbers stay numbers, times are UTC with a Z."""
+"""JSON representations shared by the API and the live events.
+
+Numbers stay numbers; times are UTC with a Z.
+"""
 
 from __future__ import annotations
 
