@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from tests.conftest import SPEC_CURL_BODY, WORKED_EXAMPLE
-from tests.services import CuttableProxy, RedisServer, free_port, wait_for_port
+from tests.services import CHROMIUM_FLAGS, CuttableProxy, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -314,13 +314,7 @@ def test_docs_render_in_a_real_browser_without_network(start_server, tmp_path):
     result = subprocess.run(
         [
             browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'chromium'}",
             "--enable-logging=stderr",
             "--virtual-time-budget=10000",

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import WORKED_EXAMPLE
-from tests.services import EventStream, unavailable
+from tests.services import CHROMIUM_FLAGS, EventStream, unavailable
 
 ARTIFACTS = Path(os.environ.get("GPUQ_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
 
@@ -121,16 +121,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--window-size=1280,900",
-    ):
+    for flag in (*CHROMIUM_FLAGS, "--window-size=1280,900"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver_path), options=options)
 

@@ -25,6 +25,16 @@ from sqlalchemy import create_engine, text
 PG_ADMIN_URL = os.environ.get("GPUQ_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("GPUQ_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    # This machine reaches no network: without these Chromium keeps trying.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+)
 
 
 def unavailable(what: str, why: BaseException) -> None:
