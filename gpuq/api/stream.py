@@ -54,33 +54,39 @@ class StreamCaps:
         self._local: dict[str, int] = {}
         self._open = 0
 
-    def acquire(self, address: str) -> None:
-        """Count one stream for `address`; raises Unavailable (503) or RateLimited (429)."""
+    def acquire(self, address: str) -> bool:
+        """Count one stream for `address`; raises Unavailable (503) or RateLimited (429).
+
+        Returns where it was counted (True: in Redis), to hand back to `release`.
+        """
         with self._lock:
             if self._open >= self._per_worker:
                 raise Unavailable(
                     "this worker holds as many live streams as it may; retry later", retry_after=5
                 )
             self._open += 1
-        if not self._take_address(address):
+        taken, in_redis = self._take_address(address)
+        if not taken:
             with self._lock:
                 self._open -= 1
             usage = Usage(self._per_address, 0, int(time.time()) + 5, 5)
             raise RateLimited(f"limit of {self._per_address} open live streams per address", usage)
+        return in_redis
 
-    def release(self, address: str) -> None:
+    def release(self, address: str, in_redis: bool) -> None:
         with self._lock:
             self._open -= 1
-        if self._client is not None:
+        if in_redis and self._client is not None:
             try:
                 self._client.decr(f"{self._prefix}:{address}")
-                return
-            except redis.RedisError as exc:
+            except redis.RedisError as exc:  # the key's expiry corrects the count
                 log.warning("could not count a closed stream in Redis: %r", exc)
+            return
         with self._lock:
             self._local[address] = max(0, self._local.get(address, 0) - 1)
 
-    def _take_address(self, address: str) -> bool:
+    def _take_address(self, address: str) -> tuple[bool, bool]:
+        """(allowed, counted in Redis)."""
         if self._client is not None:
             key = f"{self._prefix}:{address}"
             try:
@@ -89,17 +95,17 @@ class StreamCaps:
                 pipe.expire(key, self._ttl)
                 count, _ = pipe.execute()
                 if count <= self._per_address:
-                    return True
+                    return True, True
                 self._client.decr(key)
-                return False
+                return False, True
             except redis.RedisError as exc:  # same policy as the rate limits: count in memory
                 log.warning("stream caps counting in memory: %r", exc)
         with self._lock:
             count = self._local.get(address, 0) + 1
             if count > self._per_address:
-                return False
+                return False, False
             self._local[address] = count
-            return True
+            return True, False
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> str:
@@ -117,14 +123,14 @@ def leaderboard_stream():
     bus: LocalBus = current_app.extensions[EVENTS]
     caps: StreamCaps = current_app.extensions[CAPS]
     address = ratelimit.client_address()
-    caps.acquire(address)
+    in_redis = caps.acquire(address)
     try:
         subscription = bus.subscribe()
         snapshot = live.snapshot(
             get_leaderboard(), get_db().autocommit, settings.board_size, current_app.extensions[SUMMARIES]
         )
     except BaseException:
-        caps.release(address)
+        caps.release(address, in_redis)
         raise
 
     def generate() -> Iterator[str]:
@@ -144,7 +150,7 @@ def leaderboard_stream():
                 yield sse(item.type, item.data, item.id)
         finally:
             bus.unsubscribe(subscription)
-            caps.release(address)
+            caps.release(address, in_redis)
 
     response = Response(generate(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
