@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse_many
@@ -48,6 +48,7 @@ from gpuq.errors import RateLimited
 log = logging.getLogger(__name__)
 
 EXTENSION = "gpuq.ratelimit"
+T = TypeVar("T")
 RETRY_PRIMARY_SECONDS = 5.0
 """After a Redis failure, count in memory for this long before trying Redis again."""
 
@@ -110,13 +111,7 @@ class RateLimits:
         return result
 
     def _stats(self, item: RateLimitItem, ids: tuple[str, str]) -> Usage:
-        if self._primary is not self._memory and self._monotonic() >= self._primary_down_until:
-            try:
-                return _usage(self._primary, item, ids)
-            except Exception as exc:  # same failure policy as hits
-                log.warning("rate-limit store failed, reading memory counters: %r", exc)
-                self._primary_down_until = self._monotonic() + RETRY_PRIMARY_SECONDS
-        return _usage(self._memory, item, ids)
+        return self._on_store(lambda strategy: _usage(strategy, item, ids))
 
     def _take(self, items: list[RateLimitItem], scope: str, address: str, report: bool) -> Usage | None:
         if not self.enabled:
@@ -132,23 +127,28 @@ class RateLimits:
         return reported
 
     def _hit(self, item: RateLimitItem, ids: tuple[str, str], report: bool) -> tuple[bool, Usage | None]:
-        """Hit one limit; on a store failure fall back to memory (see the failure policy)."""
-        use_primary = self._primary is not self._memory and self._monotonic() >= self._primary_down_until
-        if use_primary:
+        return self._on_store(lambda strategy: _hit_with(strategy, item, ids, report))
+
+    def _on_store(self, operation: Callable[[RateLimiter], T]) -> T:
+        """Run `operation` on Redis, or on the memory counters while Redis fails (the failure policy)."""
+        if self._primary is not self._memory and self._monotonic() >= self._primary_down_until:
             try:
-                return _hit_with(self._primary, item, ids, report)
+                return operation(self._primary)
             except Exception as exc:  # any store failure; the policy is to keep limiting in memory
                 log.warning(
                     "rate-limit store failed, counting in memory for %.0f s: %r", RETRY_PRIMARY_SECONDS, exc
                 )
                 self._primary_down_until = self._monotonic() + RETRY_PRIMARY_SECONDS
-        return _hit_with(self._memory, item, ids, report)
+        return operation(self._memory)
 
 
 _DESCRIPTIONS = {"daily": "daily request limit", "submit": "submission limit"}
 
 
-def _hit_with(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str], report: bool):
+def _hit_with(
+    strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str], report: bool
+) -> tuple[bool, Usage | None]:
+    """Take one unit; the usage is read (a second round trip) only when reported or refused."""
     allowed = strategy.hit(item, *ids)
     if allowed and not report:
         return True, None
@@ -156,6 +156,7 @@ def _hit_with(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str], 
 
 
 def _usage(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str]) -> Usage:
+    """The limit's current usage, as the headers report it."""
     reset, remaining = strategy.get_window_stats(item, *ids)
     now = time.time()
     if remaining < item.amount and reset - now < 0.001:
