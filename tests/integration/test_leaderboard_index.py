@@ -212,3 +212,19 @@ def test_a_rebuild_after_a_flush_never_revives_a_cached_page(make_app):
     fresh = client.get("/leaderboard").get_json()
     assert fresh["total"] == cached["total"] - 1
     assert board_ranking(client) == database_ranking(app)
+
+
+def test_garbage_under_every_key_costs_no_submission(make_app):
+    app = make_app(submit_limit="3 per hour")
+    client = app.test_client()
+    assert client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code == 201
+    board = get_leaderboard(app)
+    for key in board._redis.scan_iter(match=f"{app.config['GPUQ_SETTINGS'].redis_prefix}*"):
+        board._redis.delete(key)
+        board._redis.hset(key, "garbage", "yes")  # every gpuq key now holds the wrong type
+
+    statuses = [client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code for _ in range(3)]
+    assert statuses[:2] == [201, 201]  # limits fell back to memory counters; nothing failed
+    assert stored_count(app) == 1 + statuses.count(201)
+    assert board_ranking(client) == database_ranking(app)
+    assert client.get("/").status_code == 200
