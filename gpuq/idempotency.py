@@ -5,7 +5,8 @@ Rules (the one place they are decided):
 * A key is 1-255 printable ASCII characters, scoped to the client address.
 * The same key and the same body (compared after parsing: key order, spacing
   and 90 vs 90.0 do not matter) within KEY_TTL replay the first response;
-  nothing new is stored and no submission quota is used.
+  nothing new is stored and no quota is used, neither submissions nor the
+  daily request limit.
 * The same key with a different body: Mismatch (422).
 * The same key while its first request is still being processed: InFlight
   (409). A claim left in flight for `abandoned_after` (its worker died
@@ -116,6 +117,19 @@ def claim(
     if taken.rowcount == 1:
         return None
     raise InFlight("a request with this Idempotency-Key is still being processed")
+
+
+def find_replay(connection: Connection, scope: str, key: str, digest: str, now: dt.datetime) -> Replay | None:
+    """The finished first request for this key and body, if any (read only; claims nothing)."""
+    row = connection.execute(
+        select(TABLE.c.submission_id, TABLE.c.response_body).where(
+            _this(scope, key),
+            TABLE.c.state == "done",
+            TABLE.c.fingerprint == digest,
+            TABLE.c.created_at >= now - KEY_TTL,
+        )
+    ).first()
+    return None if row is None else Replay(row.submission_id, row.response_body)
 
 
 def complete(connection: Connection, scope: str, key: str, submission_id: int) -> None:

@@ -168,6 +168,15 @@ def _usage(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str]) -> 
     return Usage(item.amount, remaining, math.ceil(now) + retry_after, retry_after)
 
 
+SELF_LIMITED = {"submissions.submit_qualification"}
+"""Endpoints that take the daily limit themselves (after telling replays apart) via `take_daily`."""
+
+
+def take_daily(address: str) -> None:
+    """Count this request against the daily limit (for SELF_LIMITED endpoints); raises RateLimited."""
+    get_limits().take_daily(address, report=False)
+
+
 def exempt(view: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a view as outside every limit."""
     view._gpuq_exempt = True  # type: ignore[attr-defined]
@@ -188,10 +197,9 @@ def init_app(app: Flask, settings: Settings, redis_pool: Any | None) -> RateLimi
             )
             exempt_endpoints.add("static")
         endpoint = request.endpoint
-        if endpoint is None or endpoint in exempt_endpoints:
+        if endpoint is None or endpoint in exempt_endpoints or endpoint in SELF_LIMITED:
             return
-        report = endpoint != "submissions.submit_qualification"  # that one reports its own limit
-        g.gpuq_rate_usage = limits.take_daily(client_address(), report)
+        g.gpuq_rate_usage = limits.take_daily(client_address(), report=True)
 
     app.after_request(add_headers)
     return limits

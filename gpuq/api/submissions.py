@@ -8,16 +8,17 @@ from contextlib import suppress
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from gpuq import idempotency, live, submissions
 from gpuq.api.body import read_json_object
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.clock import iso_z, now
-from gpuq.errors import NotFound
+from gpuq.errors import GpuqError, NotFound
 from gpuq.events import EXTENSION as EVENTS
 from gpuq.leaderboard import Entry, get_leaderboard
 from gpuq.profiles import get_profile
-from gpuq.ratelimit import client_address, take_submission
+from gpuq.ratelimit import client_address, take_daily, take_submission
 from gpuq.scoring import Profile
 from gpuq.serialize import breakdown, number
 from gpuq.store.db import get_db
@@ -39,10 +40,14 @@ def submit_qualification():
     repaired later; it never turns an acknowledged submission into an error.
     With an Idempotency-Key see gpuq.idempotency for the replay rules.
     """
+    address = client_address()
+    replay = _earlier_answer(address)
+    if replay is not None:  # a retry of a finished request: answered again, using no quota
+        return _replayed(replay)
+    take_daily(address)
     key = idempotency.check_key(request.headers.get("Idempotency-Key"))
     body = read_json_object(request)
     metrics = validate(SubmissionIn, body).model_dump()
-    address = client_address()
     if key is not None:
         return _submit_once(key, body, metrics, address)
     take_submission(address)
@@ -51,6 +56,24 @@ def submit_qualification():
     with get_db().autocommit() as connection:
         submission = submissions.record(connection, metrics, profile, version, address, now())
     return _created(submission, profile)
+
+
+def _earlier_answer(address: str) -> idempotency.Replay | None:
+    """The stored answer when this request repeats a finished one with its Idempotency-Key.
+
+    Any doubt (no or a malformed key, a body that does not parse) means "no":
+    the request then goes the normal way and meets the errors there.
+    """
+    raw_key = request.headers.get("Idempotency-Key")
+    if raw_key is None:
+        return None
+    try:
+        key = idempotency.check_key(raw_key)
+        digest = idempotency.fingerprint(read_json_object(request))
+    except (GpuqError, HTTPException):
+        return None
+    with get_db().autocommit() as connection:
+        return idempotency.find_replay(connection, address, key, digest, now())
 
 
 def _submit_once(key: str, body: dict[str, Any], metrics: dict[str, Any], address: str) -> Response:

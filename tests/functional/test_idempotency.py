@@ -180,3 +180,26 @@ def test_expired_keys_are_purged(make_app):
     with get_db(app).engine.connect() as connection:
         keys = connection.execute(text("SELECT key FROM idempotency_keys")).scalars().all()
     assert keys == ["new"]
+
+
+def test_replays_use_neither_the_submission_nor_the_daily_quota(make_app):
+    client = make_app(daily_limit="2 per day", submit_limit="5 per hour").test_client()
+    assert submit(client, "once").status_code == 201  # daily 1 of 2
+    for _ in range(5):
+        replay = submit(client, "once")
+        assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert submit(client, "twice").status_code == 201  # daily 2 of 2
+    refused = submit(client, "thrice")
+    assert refused.status_code == 429
+    assert "daily request limit" in refused.get_json()["detail"]
+    assert submit(client, "once").headers["Idempotent-Replayed"] == "true"  # still answered
+
+
+def test_a_malformed_request_with_a_key_still_counts_against_the_daily_limit(make_app):
+    client = make_app(daily_limit="2 per day").test_client()
+    bad = client.post(
+        "/submit_qualification", data="{", content_type="application/json", headers={"Idempotency-Key": "x"}
+    )
+    assert bad.status_code == 400
+    assert submit(client, "y").status_code == 201
+    assert submit(client, "z").status_code == 429
