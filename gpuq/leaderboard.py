@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Protocol
 
@@ -111,6 +111,9 @@ def _decode(member: bytes, composite: float) -> Entry:
     return Entry(submission_id, score.quantize(Decimal("0.01")), submitted_at)
 
 
+_COUNT = select(func.count()).select_from(Submission)
+
+
 class DatabaseLeaderboard:
     """Ranking straight from the database (uses index ix_submissions_ranking)."""
 
@@ -131,7 +134,7 @@ class DatabaseLeaderboard:
                 .offset(offset)
                 .limit(limit)
             ).all()
-            total = connection.scalar(select(func.count()).select_from(Submission)) or 0
+            total = connection.scalar(_COUNT) or 0
         return Page([Entry(*row) for row in rows], total)
 
     def rank(self, entry: Entry) -> int:
@@ -149,23 +152,19 @@ class DatabaseLeaderboard:
 
     def count(self) -> int:
         with self._connect() as connection:
-            return connection.scalar(select(func.count()).select_from(Submission)) or 0
+            return connection.scalar(_COUNT) or 0
 
-    def all_entries(self, after_id: int = 0, batch: int = 5000) -> list[list[Entry]]:
-        """Every submission with id > after_id, in batches (for rebuilding an index)."""
-        batches: list[list[Entry]] = []
+    def all_entries(self, after_id: int = 0, batch: int = 5000) -> Iterator[list[Entry]]:
+        """Every submission with id > after_id, a batch at a time (for rebuilding an index)."""
         last = after_id
         with self._connect() as connection:
-            while True:
-                rows = connection.execute(
-                    select(Submission.id, Submission.score, Submission.created_at)
-                    .where(Submission.id > last)
-                    .order_by(Submission.id)
-                    .limit(batch)
-                ).all()
-                if not rows:
-                    return batches
-                batches.append([Entry(*row) for row in rows])
+            while rows := connection.execute(
+                select(Submission.id, Submission.score, Submission.created_at)
+                .where(Submission.id > last)
+                .order_by(Submission.id)
+                .limit(batch)
+            ).all():
+                yield [Entry(*row) for row in rows]
                 last = rows[-1][0]
 
 

@@ -204,12 +204,8 @@ def test_unreachable_database_at_start_is_explained(tmp_path):
 
 
 def test_database_outage_answers_503_fast_loses_nothing_and_recovers(start_server, database, redis_server):
-    url = database.replace("postgresql+psycopg://", "postgresql://")
-    host_port = url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.partition(":")
-    proxy = CuttableProxy(host, int(port or 5432))
+    proxy, through_proxy = CuttableProxy.in_front_of(database)
     try:
-        through_proxy = url.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/")
         server = start_server(
             DATABASE_URL=through_proxy,
             REDIS_URL=redis_server.url,

@@ -192,6 +192,16 @@ class CuttableProxy:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
 
+    @classmethod
+    def in_front_of(cls, database_url: str) -> tuple[CuttableProxy, str]:
+        """A proxy to the database of `database_url`, and the same URL through the proxy."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        proxy = cls(url.host or "127.0.0.1", url.port or 5432)
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        return proxy, proxied
+
     def cut(self) -> None:
         with self._lock:
             self._up = False

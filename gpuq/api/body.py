@@ -77,7 +77,7 @@ def read_json_object(request: Request) -> dict[str, Any]:
     """
     if not is_json_mimetype(request.mimetype):
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    raw = request.get_data(cache=True)  # may be read twice: see api/submissions._earlier_answer
+    raw = request.get_data(cache=False)
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # A chunked body is cut off silently at the limit by werkzeug; the cut

@@ -14,12 +14,12 @@ from pydantic.json_schema import models_json_schema
 
 from gpuq import ratelimit
 from gpuq.api import schemas
+from gpuq.store.models import MAX_SUBMISSION_ID
 
 bp = Blueprint("openapi", __name__)
 
 PROBLEM = "application/problem+json"
 REF = "#/components/schemas/{model}"
-MAX_ID = 2**63 - 1
 
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -124,7 +124,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "name": "submission_id",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SUBMISSION_ID},
             }
         ],
         "responses": {

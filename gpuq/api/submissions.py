@@ -8,6 +8,7 @@ from contextlib import suppress
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from sqlalchemy import Connection
 from werkzeug.exceptions import HTTPException
 
 from gpuq import idempotency, live, submissions
@@ -22,12 +23,12 @@ from gpuq.ratelimit import client_address, take_daily, take_submission
 from gpuq.scoring import Profile
 from gpuq.serialize import breakdown, number
 from gpuq.store.db import get_db
+from gpuq.store.models import MAX_SUBMISSION_ID
 from gpuq.submissions import StoredSubmission
 
 bp = Blueprint("submissions", __name__)
 log = logging.getLogger(__name__)
 
-MAX_ID = 2**63 - 1
 PURGE_DUE = "gpuq.idempotency_purge_due"
 
 
@@ -41,15 +42,26 @@ def submit_qualification():
     With an Idempotency-Key see gpuq.idempotency for the replay rules.
     """
     address = client_address()
-    replay = _earlier_answer(address)
-    if replay is not None:  # a retry of a finished request: answered again, using no quota
-        return _replayed(replay)
+    # Parse once, but answer a replay before anything counts against a quota;
+    # a request that is malformed still counts against the daily limit.
+    try:
+        key = idempotency.check_key(request.headers.get("Idempotency-Key"))
+        body = read_json_object(request)
+        malformed = None
+    except (GpuqError, HTTPException) as exc:
+        malformed = exc
+    digest = idempotency.fingerprint(body) if malformed is None and key is not None else None
+    if digest is not None:
+        with get_db().autocommit() as connection:
+            replay = idempotency.find_replay(connection, address, key, digest, now())
+        if replay is not None:  # a retry of a finished request: answered again, using no quota
+            return _replayed(replay)
     take_daily(address)
-    key = idempotency.check_key(request.headers.get("Idempotency-Key"))
-    body = read_json_object(request)
+    if malformed is not None:
+        raise malformed
     metrics = validate(SubmissionIn, body).model_dump()
-    if key is not None:
-        return _submit_once(key, body, metrics, address)
+    if digest is not None:
+        return _submit_once(key, digest, metrics, address)
     take_submission(address)
     profile, version = get_profile()
     # Autocommit: the single INSERT is its own transaction, durable before the 201.
@@ -58,34 +70,14 @@ def submit_qualification():
     return _created(submission, profile)
 
 
-def _earlier_answer(address: str) -> idempotency.Replay | None:
-    """The stored answer when this request repeats a finished one with its Idempotency-Key.
-
-    Any doubt (no or a malformed key, a body that does not parse) means "no":
-    the request then goes the normal way and meets the errors there.
-    """
-    raw_key = request.headers.get("Idempotency-Key")
-    if raw_key is None:
-        return None
-    try:
-        key = idempotency.check_key(raw_key)
-        digest = idempotency.fingerprint(read_json_object(request))
-    except (GpuqError, HTTPException):
-        return None
-    with get_db().autocommit() as connection:
-        return idempotency.find_replay(connection, address, key, digest, now())
-
-
-def _submit_once(key: str, body: dict[str, Any], metrics: dict[str, Any], address: str) -> Response:
+def _submit_once(key: str, digest: str, metrics: dict[str, Any], address: str) -> Response:
     database = get_db()
     abandoned_after = dt.timedelta(seconds=current_app.config["GPUQ_SETTINGS"].idempotency_abandon_seconds)
     moment = now()
     with database.autocommit() as connection:
         _purge_expired_keys_hourly(connection, moment)
-        replay = idempotency.claim(
-            connection, address, key, idempotency.fingerprint(body), moment, abandoned_after
-        )
-    if replay is not None:
+        replay = idempotency.claim(connection, address, key, digest, moment, abandoned_after)
+    if replay is not None:  # finished between find_replay and here
         return _replayed(replay)
     try:
         take_submission(address)
@@ -107,7 +99,7 @@ def _submit_once(key: str, body: dict[str, Any], metrics: dict[str, Any], addres
     return response
 
 
-def _purge_expired_keys_hourly(connection, moment: dt.datetime) -> None:
+def _purge_expired_keys_hourly(connection: Connection, moment: dt.datetime) -> None:
     """Expired keys are ignored by `claim`; this keeps the table from growing (once an hour per worker)."""
     due = current_app.extensions.get(PURGE_DUE)
     if due is None or moment >= due:
@@ -165,7 +157,7 @@ def _safe_rank(item: Entry) -> int | None:
 
 @bp.get("/submissions/<int:submission_id>")
 def get_submission(submission_id: int):
-    if submission_id > MAX_ID:  # beyond BIGINT: cannot exist
+    if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
         raise NotFound(f"no submission with id {submission_id}")
     with get_db().autocommit() as connection:
         submission = submissions.get(connection, submission_id)

@@ -28,6 +28,9 @@ NAMING_CONVENTION = {
 MAX_COMPLETION_SECONDS = Decimal(86400)
 """Completion times above one day are refused as absurd."""
 
+MAX_SUBMISSION_ID = 2**63 - 1
+"""The largest id a BIGINT holds: larger ids cannot exist."""
+
 PERCENT = ExactDecimal(7, 4)
 SECONDS = ExactDecimal(12, 4)
 POINTS = ExactDecimal(7, 4)

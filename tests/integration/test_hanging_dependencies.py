@@ -8,12 +8,10 @@ from tests.services import CuttableProxy
 
 
 def test_health_answers_in_time_while_the_database_hangs(make_app, pg_url):
-    host_port = pg_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.partition(":")
     make_app()  # the fixture empties the tables through its first app: keep that one direct
-    proxy = CuttableProxy(host, int(port or 5432))
+    proxy, through_proxy = CuttableProxy.in_front_of(pg_url)
     try:
-        app = make_app(database_url=pg_url.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/"))
+        app = make_app(database_url=through_proxy)
         client = app.test_client()
         assert client.get("/").get_json()["status"] == "healthy"  # a pooled connection exists now
 
