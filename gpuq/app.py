@@ -9,6 +9,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gpuq import api, leaderboard, profiles, ratelimit, web
+from gpuq.api import auth
 from gpuq.clock import EXTENSION as CLOCK
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
     client = redis.init_app(app, settings)
     leaderboard.init_app(app, settings, client, database.autocommit)
     profiles.init_app(app, settings)
+    auth.init_app(app)  # before the limits: admins are outside the daily limit
     ratelimit.init_app(app, settings, client.connection_pool if client else None)
     api.init_app(app)
     app.register_blueprint(web_board.bp)

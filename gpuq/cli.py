@@ -1,4 +1,5 @@
-"""Admin commands: `gpuq db upgrade`, `gpuq db downgrade REV`, `gpuq db current`, `gpuq index rebuild`.
+"""Admin commands: `gpuq db upgrade|downgrade REV|current`, `gpuq index rebuild`,
+`gpuq participants create NAME [--admin]`, `gpuq participants rotate-key NAME`.
 
 Also reachable as `python -m gpuq ...`. Reads `.env` and the environment like the server.
 """
@@ -82,3 +83,83 @@ def rebuild() -> None:
         click.echo("another process is rebuilding the index right now; nothing done")
         raise SystemExit(1)
     click.echo(f"rebuilt: {count} entries")
+
+
+@main.group(name="participants")
+def participants_group() -> None:
+    """Participants and their API keys (the first admin is created here)."""
+
+
+def _database():
+    from gpuq.store import migrate
+    from gpuq.store.db import make_engine
+
+    engine = make_engine(_settings())
+    if not migrate.is_current(engine):
+        click.echo("migrations pending: run `gpuq db upgrade` first", err=True)
+        raise SystemExit(1)
+    return engine
+
+
+@participants_group.command()
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the participant an admin.")
+def create(name: str, admin: bool) -> None:
+    """Create participant NAME and print their API key (shown this once only)."""
+    import getpass
+
+    from gpuq import audit, participants
+    from gpuq.clock import utcnow
+    from gpuq.errors import Conflict, InvalidInput
+
+    engine = _database()
+    try:
+        normalised = participants.normalise_name(name)
+        with engine.connect() as connection:
+            member, key = participants.create(connection, normalised, is_admin=admin, moment=utcnow())
+            actor = f"{audit.CLI_ACTOR}:{getpass.getuser()}"
+            audit.record(
+                connection,
+                actor,
+                "participant.create",
+                f"participant:{normalised}",
+                None,
+                {"is_admin": admin},
+                None,
+                utcnow(),
+            )
+            connection.commit()
+    except (Conflict, InvalidInput) as exc:
+        message = exc.errors[0].message if isinstance(exc, InvalidInput) and exc.errors else exc.detail
+        click.echo(f"cannot create {name!r}: {message}", err=True)
+        raise SystemExit(1) from None
+    role = "admin" if admin else "participant"
+    click.echo(f"created {role} {member.name}; API key (shown once, keep it safe):", err=True)
+    click.echo(key)
+
+
+@participants_group.command(name="rotate-key")
+@click.argument("name")
+def rotate_key(name: str) -> None:
+    """Revoke NAME's API key and print a new one (for a lost key)."""
+    import getpass
+
+    from gpuq import audit, participants
+    from gpuq.clock import utcnow
+    from gpuq.errors import NotFound
+
+    engine = _database()
+    try:
+        with engine.connect() as connection:
+            member = participants.get(connection, name)
+            key = participants.rotate_key(connection, member.id, utcnow())
+            actor = f"{audit.CLI_ACTOR}:{getpass.getuser()}"
+            audit.record(
+                connection, actor, "key.rotate", f"participant:{member.name}", None, None, None, utcnow()
+            )
+            connection.commit()
+    except NotFound as exc:
+        click.echo(exc.detail, err=True)
+        raise SystemExit(1) from None
+    click.echo(f"new API key for {member.name} (the old one no longer works):", err=True)
+    click.echo(key)

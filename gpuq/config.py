@@ -83,9 +83,20 @@ class Settings:
     """GPUQ_STREAM_HEARTBEAT_SECONDS: a comment line this often keeps idle streams open."""
     ratelimit_enabled: bool = True
     """GPUQ_RATELIMIT_ENABLED: off only for benchmarks and tests."""
+    participant_limit: str = "10 per hour"
+    """GPUQ_PARTICIPANT_LIMIT: accepted submissions per participant (API key), over all
+    addresses together; applies in addition to GPUQ_SUBMIT_LIMIT."""
+    open_registration: bool = True
+    """GPUQ_OPEN_REGISTRATION: anyone may register with POST /participants; when false
+    only admins create participants."""
+    allow_anonymous: bool = True
+    """GPUQ_ALLOW_ANONYMOUS: accept submissions without an API key."""
+    admin_timeout: float = 600.0
+    """GPUQ_ADMIN_TIMEOUT: seconds a statement of an admin change (rescoring all
+    submissions) may run; the request path keeps GPUQ_DB_TIMEOUT."""
 
     def __post_init__(self) -> None:
-        for name in ("submit_limit", "daily_limit"):
+        for name in ("submit_limit", "daily_limit", "participant_limit"):
             value = getattr(self, name)
             try:
                 parse_many(value)
@@ -152,6 +163,10 @@ _ENV_NAMES = {
     "stream_max_seconds": "GPUQ_STREAM_MAX_SECONDS",
     "stream_heartbeat_seconds": "GPUQ_STREAM_HEARTBEAT_SECONDS",
     "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",
+    "participant_limit": "GPUQ_PARTICIPANT_LIMIT",
+    "open_registration": "GPUQ_OPEN_REGISTRATION",
+    "allow_anonymous": "GPUQ_ALLOW_ANONYMOUS",
+    "admin_timeout": "GPUQ_ADMIN_TIMEOUT",
 }
 
 

@@ -51,3 +51,27 @@ class Unavailable(GpuqError):
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+
+
+class Unauthorized(GpuqError):
+    """No valid API key where one is needed (401, with WWW-Authenticate: Bearer)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Forbidden(GpuqError):
+    """A valid key that may not do this (403)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Conflict(GpuqError):
+    """The request contradicts what is stored (409), e.g. a name already taken."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail

@@ -4,11 +4,20 @@ Ranking rule (the one place it is decided): higher score first; between equal
 scores the earlier submission wins, "earlier" meaning the smaller submission
 id (ids are handed out in arrival order by the database). Rank 1 is the best.
 
+Two views of the same ranking (disqualified submissions and participants are
+in neither):
+
+* `all`: every ranked submission (`submissions.ranked`).
+* `best` (the default): each participant's best submission, their earliest
+  on a tie, and every anonymous submission on its own (`submissions.leads`).
+
 Two implementations give the same ranking (a test proves it):
 
 * `DatabaseLeaderboard`: indexed queries on `submissions`; the embedded
   default and the fallback whenever Redis fails.
-* `RedisLeaderboard`: a sorted set kept in step on every accepted submission.
+* `RedisLeaderboard`: two sorted sets (one per view) kept in step on every
+  accepted submission; a participant's place in the `best` set is replaced
+  atomically by a Lua script applying the same rule.
   Redis is never the source of truth: when the set is missing, of the wrong
   type, holds garbage, or its size differs from the database's row count it
   is rebuilt from the database (into a temporary key, then RENAME, so readers
@@ -33,7 +42,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, func, select
 
 from gpuq.config import Settings
-from gpuq.store.models import Submission
+from gpuq.store.models import Participant, Submission
 from gpuq.submissions import StoredSubmission
 
 log = logging.getLogger(__name__)
@@ -46,15 +55,21 @@ REBUILD_LOCK_MS = 60_000
 CENTS = Decimal(100)
 
 
+VIEWS = ("best", "all")
+DEFAULT_VIEW = "best"
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     submission_id: int
     score: Decimal
     submitted_at: dt.datetime
+    participant: str | None = None
+    """The participant's name; None for an anonymous submission."""
 
     @classmethod
     def of(cls, submission: StoredSubmission) -> Entry:
-        return cls(submission.id, submission.score, submission.created_at)
+        return cls(submission.id, submission.score, submission.created_at, submission.participant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +82,21 @@ class Page:
 
 class Leaderboard(Protocol):
     def add(self, entry: Entry) -> int | None:
-        """Index an accepted submission; return its rank when cheaply known."""
+        """Index an accepted, ranked submission; return its rank in view `all` when cheaply known."""
 
-    def page(self, offset: int, limit: int) -> Page:
-        """Entries ranked offset+1 .. offset+limit, and the total count."""
+    def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
+        """Entries ranked offset+1 .. offset+limit in `view`, and the view's total count."""
 
     def version(self) -> bytes | None:
         """An opaque value that changes whenever the ranking may have changed, or None
         when there is none to offer (then pages must not be cached)."""
 
-    def rank(self, entry: Entry) -> int:
-        """The 1-based rank of a stored submission."""
+    def rank(self, entry: Entry, view: str = "all") -> int:
+        """The 1-based rank of a stored, ranked submission in `view` (in `best` it must lead)."""
+
+    def refresh(self) -> None:
+        """Bring the index in line with the database after an admin change (moderation,
+        rescoring) that `add` does not express."""
 
 
 def composite_key(score: Decimal, submission_id: int) -> int:
@@ -94,24 +113,32 @@ def composite_key(score: Decimal, submission_id: int) -> int:
 
 
 def _member(entry: Entry) -> str:
-    """The sorted-set member: id and submission time in ms, all the board shows besides the score."""
+    """The sorted-set member: id, submission time in ms and the participant's name (absent
+    when anonymous): all the board shows besides the score. Names never hold ":"."""
     millis = int(entry.submitted_at.timestamp() * 1000)
-    return f"{entry.submission_id}:{millis}"
+    member = f"{entry.submission_id}:{millis}"
+    return member if entry.participant is None else f"{member}:{entry.participant}"
 
 
 def _decode(member: bytes, composite: float) -> Entry:
     """Inverse of _member/composite_key; raises ValueError on anything malformed."""
-    id_text, _, millis_text = member.decode("ascii").partition(":")
+    id_text, millis_text, *name = member.decode("ascii").split(":")
     submission_id, millis = int(id_text), int(millis_text)
     key = int(composite)
-    if key != composite or MAX_ID - (key & MAX_ID) != submission_id:
+    if key != composite or MAX_ID - (key & MAX_ID) != submission_id or len(name) > 1:
         raise ValueError(f"index member {member!r} does not match its score")
     score = Decimal(key >> ID_BITS) / CENTS
     submitted_at = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
-    return Entry(submission_id, score.quantize(Decimal("0.01")), submitted_at)
+    return Entry(submission_id, score.quantize(Decimal("0.01")), submitted_at, name[0] if name else None)
 
 
-_COUNT = select(func.count()).select_from(Submission)
+TABLE = Submission.__table__
+PARTICIPANTS = Participant.__table__
+_FLAG = {"all": TABLE.c.ranked, "best": TABLE.c.leads}
+_ENTRIES = select(TABLE.c.id, TABLE.c.score, TABLE.c.created_at, PARTICIPANTS.c.name).outerjoin(
+    PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id
+)
+_COUNTS = select(func.count().filter(TABLE.c.ranked), func.count().filter(TABLE.c.leads))
 
 
 class DatabaseLeaderboard:
@@ -126,50 +153,74 @@ class DatabaseLeaderboard:
     def version(self) -> bytes | None:
         return None
 
-    def page(self, offset: int, limit: int) -> Page:
+    def refresh(self) -> None:
+        return None
+
+    def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
+        flag = _FLAG[view]
         with self._connect() as connection:
             rows = connection.execute(
-                select(Submission.id, Submission.score, Submission.created_at)
-                .order_by(Submission.score.desc(), Submission.id)
-                .offset(offset)
-                .limit(limit)
+                _ENTRIES.where(flag).order_by(TABLE.c.score.desc(), TABLE.c.id).offset(offset).limit(limit)
             ).all()
-            total = connection.scalar(_COUNT) or 0
+            total = connection.scalar(select(func.count()).where(flag)) or 0
         return Page([Entry(*row) for row in rows], total)
 
-    def rank(self, entry: Entry) -> int:
-        # Two range counts on ix_submissions_ranking rather than one OR, which
+    def rank(self, entry: Entry, view: str = "all") -> int:
+        # Two range counts on the view's partial index rather than one OR, which
         # PostgreSQL would answer with a scan of the whole table.
-        better_score = select(func.count()).where(Submission.score > entry.score).scalar_subquery()
+        flag = _FLAG[view]
+        better_score = select(func.count()).where(flag, TABLE.c.score > entry.score).scalar_subquery()
         earlier_tie = (
             select(func.count())
-            .where(Submission.score == entry.score, Submission.id < entry.submission_id)
+            .where(flag, TABLE.c.score == entry.score, TABLE.c.id < entry.submission_id)
             .scalar_subquery()
         )
         with self._connect() as connection:
             better = connection.scalar(select(better_score + earlier_tie))
         return (better or 0) + 1
 
-    def count(self) -> int:
+    def counts(self) -> tuple[int, int]:
+        """How many submissions each view holds: (all, best)."""
         with self._connect() as connection:
-            return connection.scalar(_COUNT) or 0
+            ranked, leading = connection.execute(_COUNTS).one()
+        return ranked, leading
 
-    def all_entries(self, after_id: int = 0, batch: int = 5000) -> Iterator[list[Entry]]:
-        """Every submission with id > after_id, a batch at a time (for rebuilding an index)."""
+    def all_entries(self, after_id: int = 0, batch: int = 5000) -> Iterator[list[tuple[Entry, bool]]]:
+        """Every ranked submission with id > after_id and whether it leads, a batch at a time
+        (for rebuilding an index)."""
         last = after_id
         with self._connect() as connection:
             while rows := connection.execute(
-                select(Submission.id, Submission.score, Submission.created_at)
-                .where(Submission.id > last)
-                .order_by(Submission.id)
+                _ENTRIES.add_columns(TABLE.c.leads)
+                .where(TABLE.c.ranked, TABLE.c.id > last)
+                .order_by(TABLE.c.id)
                 .limit(batch)
             ).all():
-                yield [Entry(*row) for row in rows]
+                yield [(Entry(*row[:4]), row[4]) for row in rows]
                 last = rows[-1][0]
+
+
+# Keep a participant's best entry in the `best` set: replace their current one only
+# when the new composite key is higher (the ranking rule). KEYS: best set, holders
+# hash (name -> member). ARGV: name, member, composite key.
+_TAKE_BEST = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  local held = redis.call('ZSCORE', KEYS[1], old)
+  if held and tonumber(held) >= tonumber(ARGV[3]) then return 0 end
+  redis.call('ZREM', KEYS[1], old)
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
 
 
 class RedisLeaderboard:
     """The sorted-set index with the database as fallback and as the truth to rebuild from.
+
+    Keys: `key` (view all), `key:best` (view best), `key:best:holders` (which
+    member holds each participant's place in view best), `key:version`.
 
     Failure policy, per worker:
 
@@ -177,13 +228,14 @@ class RedisLeaderboard:
       answered from the database and the index is verified before the next use.
     * A failed write (a committed submission not indexed) or malformed data
       means entries are missing or wrong: the index is rebuilt on the next use.
-    * Every `check_seconds` the index size is compared with the database row
-      count. Writes index a row just after committing it, so an index that is
-      briefly behind is normal under load; it is rebuilt when it holds more
-      entries than the database, is empty while the database is not, or still
-      holds fewer entries than the database did one check earlier. So an entry
-      lost without any error (say a worker killed between commit and index) is
-      repaired within two check intervals.
+    * Every `check_seconds` the sizes of both sets are compared with the
+      database's counts. Writes index a row just after committing it, so an
+      index that is briefly behind is normal under load; it is rebuilt when it
+      holds more entries than the database, is empty while the database is
+      not, or still holds fewer entries than the database did one check
+      earlier. So an entry lost without any error (say a worker killed between
+      commit and index) is repaired within two check intervals.
+    * An admin change (moderation, rescoring) rebuilds it at once (`refresh`).
     """
 
     def __init__(
@@ -197,14 +249,17 @@ class RedisLeaderboard:
         self._redis = client
         self._db = database
         self.key = key
+        self.keys = {"all": key, "best": f"{key}:best"}
+        self.holders_key = f"{key}:best:holders"
         self.version_key = f"{key}:version"
+        self._take_best = client.register_script(_TAKE_BEST)
         self._check_seconds = check_seconds
         self._monotonic = monotonic
         self._next_check = 0.0  # verify before the first read
         self.stale = True
         self._must_rebuild = False
-        self._behind_by_then: int | None = None
-        """The database count seen when the index was last found behind it."""
+        self._behind_by_then: tuple[int, int] | None = None
+        """The database counts seen when the index was last found behind them."""
         self._verifying = threading.Lock()
 
     def _mark_stale(self, why: BaseException, rebuild: bool = False) -> None:
@@ -212,14 +267,22 @@ class RedisLeaderboard:
         self.stale = True
         self._must_rebuild = self._must_rebuild or rebuild
 
+    def _index(self, pipe: redis.client.Pipeline, entry: Entry, keys: tuple[str, str, str]) -> None:
+        """Queue the commands that index one ranked entry into (all, best, holders)."""
+        member, composite = _member(entry), composite_key(entry.score, entry.submission_id)
+        pipe.zadd(keys[0], {member: composite})
+        if entry.participant is None:
+            pipe.zadd(keys[1], {member: composite})
+        else:
+            self._take_best(keys=[keys[1], keys[2]], args=[entry.participant, member, composite], client=pipe)
+
     def add(self, entry: Entry) -> int | None:
-        member = _member(entry)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.zadd(self.key, {member: composite_key(entry.score, entry.submission_id)})
+            self._index(pipe, entry, (self.keys["all"], self.keys["best"], self.holders_key))
             pipe.incr(self.version_key)
-            pipe.zrevrank(self.key, member)
-            _, _, rank = pipe.execute()
+            pipe.zrevrank(self.keys["all"], _member(entry))
+            rank = pipe.execute()[-1]
         except redis.RedisError as exc:
             self._mark_stale(exc, rebuild=True)
             return None
@@ -227,22 +290,23 @@ class RedisLeaderboard:
             return None  # the index may miss better entries; let the caller ask the database
         return None if rank is None else rank + 1
 
-    def page(self, offset: int, limit: int) -> Page:
+    def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
         self._verify_if_due()
+        key = self.keys[view]
         if not self.stale:
             try:
                 # MULTI/EXEC: the version, the count and the entries are one snapshot.
                 pipe = self._redis.pipeline(transaction=True)
                 pipe.get(self.version_key)
-                pipe.zcard(self.key)
-                pipe.zrevrange(self.key, offset, offset + limit - 1, withscores=True)
+                pipe.zcard(key)
+                pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
                 version, total, rows = pipe.execute()
                 return Page([_decode(m, s) for m, s in rows], total, version)
             except redis.RedisError as exc:
                 self._mark_stale(exc)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._mark_stale(exc, rebuild=True)
-        return self._db.page(offset, limit)
+        return self._db.page(offset, limit, view)
 
     def version(self) -> bytes | None:
         """The index version (one GET), or None while the index is stale or unversioned."""
@@ -255,18 +319,30 @@ class RedisLeaderboard:
             self._mark_stale(exc)
             return None
 
-    def rank(self, entry: Entry) -> int:
+    def rank(self, entry: Entry, view: str = "all") -> int:
         self._verify_if_due()
         if not self.stale:
             try:
-                rank = self._redis.zrevrank(self.key, _member(entry))
+                rank = self._redis.zrevrank(self.keys[view], _member(entry))
             except redis.RedisError as exc:
                 self._mark_stale(exc)
             else:
                 if rank is not None:
                     return rank + 1
                 # Not indexed (yet): the database knows; the periodic check repairs a real loss.
-        return self._db.rank(entry)
+        return self._db.rank(entry, view)
+
+    def refresh(self) -> None:
+        """Rebuild now, waiting for a rebuild another worker may be running (it may have
+        read the database before the change); on failure the next use rebuilds."""
+        deadline = self._monotonic() + REBUILD_LOCK_MS / 1000
+        try:
+            while self.rebuild() is None:
+                if self._monotonic() >= deadline:
+                    raise redis.RedisError("the index rebuild lock stayed taken")
+                time.sleep(0.05)
+        except redis.RedisError as exc:
+            self._mark_stale(exc, rebuild=True)
 
     def _verify_if_due(self) -> None:
         now = self._monotonic()
@@ -292,18 +368,22 @@ class RedisLeaderboard:
         Redis is unreachable (the index then stays stale).
         """
         try:
-            indexed = self._redis.zcard(self.key)
-        except redis.ResponseError:  # WRONGTYPE: someone wrote another type under our key
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zcard(self.keys["all"])
+            pipe.zcard(self.keys["best"])
+            indexed = tuple(pipe.execute())
+        except redis.ResponseError:  # WRONGTYPE: someone wrote another type under our keys
             self._must_rebuild = True
-            indexed = -1
-        stored = self._db.count()
+            indexed = (-1, -1)
+        stored = self._db.counts()
         behind_since = self._behind_by_then
         self._behind_by_then = None
         if not self._must_rebuild:
             if indexed == stored:
                 self.stale = False
                 return False
-            if 0 < indexed < stored and (behind_since is None or indexed >= behind_since):
+            behind = all(0 < i <= s for i, s in zip(indexed, stored, strict=True))
+            if behind and (behind_since is None or indexed[0] >= behind_since[0]):
                 self._behind_by_then = stored  # maybe in-flight writes: look again next check
                 self.stale = False
                 return False
@@ -321,33 +401,53 @@ class RedisLeaderboard:
         lock = f"{self.key}:rebuilding"
         if not self._redis.set(lock, "1", nx=True, px=REBUILD_LOCK_MS):
             return None
-        temp = f"{self.key}:rebuild:{uuid.uuid4().hex}"
-        count, last_id = 0, 0
+        suffix = f":rebuild:{uuid.uuid4().hex}"
+        finals = (self.keys["all"], self.keys["best"], self.holders_key)
+        temps = tuple(k + suffix for k in finals)
+        count, last_id, written = 0, 0, set()
         try:
             for batch in self._db.all_entries():
-                self._redis.zadd(temp, {_member(e): composite_key(e.score, e.submission_id) for e in batch})
+                written |= self._write_batch(batch, temps)
                 count += len(batch)
-                last_id = batch[-1].submission_id
-            # A fresh random version, never one a cache may hold from before a flush.
+                last_id = batch[-1][0].submission_id
+            # Swap in all three at once; a fresh random version, never one a cache
+            # may hold from before a flush.
             pipe = self._redis.pipeline(transaction=True)
-            if count:
-                pipe.rename(temp, self.key)
-            else:
-                pipe.delete(self.key)
+            for temp, final in zip(temps, finals, strict=True):
+                pipe.delete(final)
+                if temp in written:
+                    pipe.rename(temp, final)
             pipe.set(self.version_key, secrets.randbits(48))
             pipe.execute()
             for batch in self._db.all_entries(after_id=last_id):
-                self._redis.zadd(
-                    self.key, {_member(e): composite_key(e.score, e.submission_id) for e in batch}
-                )
+                pipe = self._redis.pipeline(transaction=False)
+                for entry, _leads in batch:
+                    self._index(pipe, entry, finals)
+                pipe.incr(self.version_key)
+                pipe.execute()
                 count += len(batch)
-                self._redis.incr(self.version_key)
         finally:
-            self._redis.delete(temp, lock)
+            self._redis.delete(*temps, lock)
         log.info("leaderboard index rebuilt from the database: %d entries", count)
         self.stale = False
         self._must_rebuild = False
         return count
+
+    def _write_batch(self, batch: list[tuple[Entry, bool]], keys: tuple[str, str, str]) -> set[str]:
+        """Write a batch of (entry, leads) into fresh keys; returns the keys written to."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(keys[0], {_member(e): composite_key(e.score, e.submission_id) for e, _ in batch})
+        written = {keys[0]}
+        leading = {_member(e): composite_key(e.score, e.submission_id) for e, leads in batch if leads}
+        if leading:
+            pipe.zadd(keys[1], leading)
+            written.add(keys[1])
+        holders = {e.participant: _member(e) for e, leads in batch if leads and e.participant}
+        if holders:
+            pipe.hset(keys[2], mapping=holders)
+            written.add(keys[2])
+        pipe.execute()
+        return written
 
 
 EXTENSION = "gpuq.leaderboard"

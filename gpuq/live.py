@@ -42,7 +42,9 @@ def histogram(connection: Connection) -> list[int]:
     on both databases, whose integer casts round differently.
     """
     counts = [0] * HISTOGRAM_BUCKETS
-    for score, count in connection.execute(select(Submission.score, func.count()).group_by(Submission.score)):
+    for score, count in connection.execute(
+        select(Submission.score, func.count()).where(Submission.ranked).group_by(Submission.score)
+    ):
         counts[bucket_of(score)] += count
     return counts
 
@@ -55,7 +57,11 @@ def records(connection: Connection) -> list[dict[str, Any]]:
     best_before = (
         func.max(Submission.score).over(order_by=Submission.id, rows=(None, -1)).label("best_before")
     )
-    ordered = select(Submission.id, Submission.created_at, Submission.score, best_before).subquery()
+    ordered = (
+        select(Submission.id, Submission.created_at, Submission.score, best_before)
+        .where(Submission.ranked)
+        .subquery()
+    )
     rows = connection.execute(
         select(ordered.c.created_at, ordered.c.score)
         .where((ordered.c.best_before.is_(None)) | (ordered.c.score > ordered.c.best_before))
@@ -68,18 +74,19 @@ def records(connection: Connection) -> list[dict[str, Any]]:
 class Summaries:
     """The histogram and records, computed once per board state and shared by new streams.
 
-    Keyed by the board's total: every accepted submission changes it.
+    Keyed by the board's total and index version: every accepted submission
+    changes the version (with Redis), or the total (of view best, without).
     """
 
     def __init__(self) -> None:
-        self._key: int | None = None
+        self._key: object = None
         self._value: dict[str, Any] = {}
 
-    def get(self, total: int, connect: Callable[[], Connection]) -> dict[str, Any]:
-        if self._key != total:
+    def get(self, key: object, connect: Callable[[], Connection]) -> dict[str, Any]:
+        if self._key != key:
             with connect() as connection:
                 value = {"histogram": histogram(connection), "records": records(connection)}
-            self._key, self._value = total, value
+            self._key, self._value = key, value
         return self._value
 
 
@@ -88,11 +95,17 @@ def snapshot(
 ) -> dict[str, Any]:
     """Everything a new viewer needs: the leaders, the score histogram, the records, the slots."""
     leaders = top(board, size)
-    return {**leaders, **summaries.get(leaders["total"], connect), "slots": []}
+    return {**leaders, **summaries.get((leaders["total"], board.version()), connect), "slots": []}
 
 
-def announce(bus: LocalBus, board: Leaderboard, item: Entry, rank: int | None, size: int) -> None:
-    """Publish what an accepted submission changed; never raises (the submission is stored)."""
+def announce(
+    bus: LocalBus, board: Leaderboard, item: Entry, rank: int | None, size: int, leads: bool = True
+) -> None:
+    """Publish what an accepted submission changed; never raises (the submission is stored).
+
+    `rank` is its rank in view all (None when unranked); the board shows view
+    best, which only a leading submission can change.
+    """
     try:
         bus.publish(
             "submission",
@@ -100,10 +113,12 @@ def announce(bus: LocalBus, board: Leaderboard, item: Entry, rank: int | None, s
                 "submission_id": item.submission_id,
                 "score": number(item.score),
                 "rank": rank,
+                "participant": item.participant,
                 "submitted_at": iso_z(item.submitted_at),
             },
         )
-        if rank is not None and rank <= size:
+        # A leading entry's rank in view best is at most its rank in view all.
+        if leads and rank is not None and (rank <= size or board.rank(item, "best") <= size):
             bus.publish("leaderboard", top(board, size))
     except Exception:
         log.exception("could not announce submission %s", item.submission_id)

@@ -1,14 +1,22 @@
-"""Scoring profile versions: the configured profile, recorded once in the database.
+"""Scoring profile versions: which profile is active, and each worker's copy of it.
 
-Every submission records the version that scored it. Versions are only ever
-added: when the configured profile differs from the newest stored one, a new
-version is inserted; an identical one is reused.
+Versions are only ever added, never edited. Exactly one version is active (a
+unique partial index says so); submissions are scored with it, and every
+submission records the version that scored it. An admin changes the active
+profile through gpuq.rescoring, which rescores every submission in the same
+transaction.
+
+The settings (GPUQ_TIME_BEST_SECONDS, GPUQ_TIME_WORST_SECONDS) only seed the
+first version of a new database; after that the database decides, and a
+worker whose settings differ says so in the log at start-up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from decimal import Decimal
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, insert, select
@@ -16,38 +24,63 @@ from sqlalchemy.exc import IntegrityError
 
 from gpuq.clock import now
 from gpuq.config import Settings
-from gpuq.scoring import Profile
+from gpuq.scoring import METRICS, Profile
 from gpuq.store.db import get_db
 from gpuq.store.models import ScoringProfile
 
+log = logging.getLogger(__name__)
+TABLE = ScoringProfile.__table__
+_ACTIVE = select(TABLE.c.version, TABLE.c.parameters).where(TABLE.c.active)
+
 
 def canonical(profile: Profile) -> str:
+    """The stored form: `Profile.as_dict()` as JSON with sorted keys."""
     return json.dumps(profile.as_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def ensure_version(connection: Connection, profile: Profile, now: dt.datetime) -> int:
-    """Return the version number of `profile`, inserting it if the newest stored one differs.
+def parse(parameters: str) -> Profile:
+    """Inverse of `canonical`."""
+    values = json.loads(parameters)
+    return Profile(
+        weights={m: Decimal(values[f"weight_{m}"]) for m in METRICS},
+        time_best=Decimal(values["time_best"]),
+        time_worst=Decimal(values["time_worst"]),
+    )
 
-    Commits its own insert: it runs once per process, before any request
-    uses the version. Several processes starting at once race on the primary
-    key; the loser rolls back and reads the winner's row.
+
+def active(connection: Connection) -> tuple[Profile, int] | None:
+    """The active profile and its version, or None in a database that has none yet."""
+    row = connection.execute(_ACTIVE).first()
+    return None if row is None else (parse(row.parameters), row.version)
+
+
+def newest_version(connection: Connection) -> int:
+    return connection.scalar(select(TABLE.c.version).order_by(TABLE.c.version.desc()).limit(1)) or 0
+
+
+def ensure_active(connection: Connection, seed: Profile, moment: dt.datetime) -> tuple[Profile, int]:
+    """The active profile; in a database without one, `seed` is recorded as the first.
+
+    Commits its own insert. Several processes starting at once race on the
+    unique indexes; the losers roll back and read the winner's row.
     """
-    parameters = canonical(profile)
-    table = ScoringProfile.__table__
-    newest_query = select(table.c.version, table.c.parameters).order_by(table.c.version.desc()).limit(1)
     for _attempt in range(3):
-        newest = connection.execute(newest_query).first()
+        found = active(connection)
         connection.rollback()  # end the read's transaction before writing
-        if newest is not None and newest.parameters == parameters:
-            return newest.version
-        version = (newest.version + 1) if newest else 1
+        if found is not None:
+            return found
+        version = newest_version(connection) + 1
         try:
-            connection.execute(insert(table).values(version=version, parameters=parameters, created_at=now))
+            connection.execute(
+                insert(TABLE).values(
+                    version=version, parameters=canonical(seed), created_at=moment, active=True
+                )
+            )
             connection.commit()
         except IntegrityError:
             connection.rollback()
             continue
-        return version
+        return seed, version
     raise RuntimeError("could not record the scoring profile after 3 attempts")
 
 
@@ -55,14 +88,38 @@ EXTENSION = "gpuq.profile"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    profile = Profile(time_best=settings.time_best_seconds, time_worst=settings.time_worst_seconds)
-    app.extensions[EXTENSION] = {"profile": profile, "version": None}
+    seed = Profile(
+        time_best=Decimal(str(settings.time_best_seconds)),
+        time_worst=Decimal(str(settings.time_worst_seconds)),
+    )
+    app.extensions[EXTENSION] = {"seed": seed, "current": None}
 
 
 def get_profile() -> tuple[Profile, int]:
-    """The configured profile and its stored version (recorded on first use in this process)."""
+    """The active profile and its version as this worker last read them (read on first use).
+
+    May be stale after an admin changed the profile; gpuq.submissions.record
+    notices (the insert is fenced on the version being active) and calls `forget`.
+    """
     state = current_app.extensions[EXTENSION]
-    if state["version"] is None:
+    if state["current"] is None:
         with get_db().connect() as connection:
-            state["version"] = ensure_version(connection, state["profile"], now())
-    return state["profile"], state["version"]
+            state["current"] = ensure_active(connection, state["seed"], now())
+        profile, version = state["current"]
+        seed = state["seed"]
+        if not state.get("warned") and (seed.time_best, seed.time_worst) != (
+            profile.time_best,
+            profile.time_worst,
+        ):
+            state["warned"] = True
+            log.warning(
+                "scoring profile version %d is active; GPUQ_TIME_*_SECONDS only seed a new database "
+                "(change the profile with PUT /admin/scoring)",
+                version,
+            )
+    return state["current"]
+
+
+def forget() -> None:
+    """Drop this worker's copy: the next `get_profile` reads the active one again."""
+    current_app.extensions[EXTENSION]["current"] = None

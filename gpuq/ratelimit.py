@@ -12,6 +12,11 @@ workers and hosts):
   by `RateLimits.take_submission` only after a submission has passed
   validation, so invalid submissions do not use it up.
 
+And one per participant: the participant submission limit
+(`Settings.participant_limit`, default 10 per hour), counted by API key over
+every address together, taken with (and checked before) the address's
+submission limit.
+
 Client address: the socket peer. With `GPUQ_TRUSTED_PROXIES=N` werkzeug's
 ProxyFix takes the address N hops back in X-Forwarded-For; otherwise that
 header is ignored, so it cannot buy a fresh quota.
@@ -82,6 +87,7 @@ class RateLimits:
         self.enabled = settings.ratelimit_enabled
         self._daily = parse_many(settings.daily_limit)
         self._submit = parse_many(settings.submit_limit)
+        self._participant = parse_many(settings.participant_limit)
         self._prefix = f"{settings.redis_prefix}:rl"
         self._memory: RateLimiter = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._primary: RateLimiter = self._memory
@@ -102,12 +108,31 @@ class RateLimits:
         """Count one accepted submission; raises RateLimited when used up."""
         return self._take(self._submit, "submit", address, report=True)
 
-    def usage(self, address: str) -> list[tuple[str, RateLimitItem, Usage]]:
-        """Every limit that applies to `address` and its current usage; uses up nothing."""
+    def check_participant(self, participant_id: int) -> None:
+        """Raise RateLimited when the participant has no submission left; uses up nothing."""
+        if not self.enabled:
+            return
+        ids = ("participant", str(participant_id))
+        for item in self._participant:
+            usage = self._stats(item, ids)
+            if usage.remaining <= 0:
+                raise RateLimited(f"{_DESCRIPTIONS['participant']} ({item})", usage)
+
+    def take_participant(self, participant_id: int) -> Usage | None:
+        """Count one accepted submission of the participant; raises RateLimited when used up."""
+        return self._take(self._participant, "participant", str(participant_id), report=True)
+
+    def usage(
+        self, address: str, participant_id: int | None = None
+    ) -> list[tuple[str, RateLimitItem, Usage]]:
+        """Every limit that applies to `address` (and the participant) and its usage; uses up nothing."""
+        scopes = [("daily", self._daily, address), ("submit", self._submit, address)]
+        if participant_id is not None:
+            scopes.append(("participant", self._participant, str(participant_id)))
         result = []
-        for scope, items in (("daily", self._daily), ("submit", self._submit)):
+        for scope, items, who in scopes:
             for item in items:
-                result.append((scope, item, self._stats(item, (scope, address))))
+                result.append((scope, item, self._stats(item, (scope, who))))
         return result
 
     def _stats(self, item: RateLimitItem, ids: tuple[str, str]) -> Usage:
@@ -121,7 +146,7 @@ class RateLimits:
             allowed, usage = self._hit(item, (scope, address), report)
             if not allowed:
                 assert usage is not None
-                raise RateLimited(f"{_DESCRIPTIONS[scope]} of {item}", usage)
+                raise RateLimited(f"{_DESCRIPTIONS[scope]} ({item})", usage)
             if usage is not None and (reported is None or usage.remaining < reported.remaining):
                 reported = usage
         return reported
@@ -142,7 +167,11 @@ class RateLimits:
         return operation(self._memory)
 
 
-_DESCRIPTIONS = {"daily": "daily request limit", "submit": "submission limit"}
+_DESCRIPTIONS = {
+    "daily": "daily request limit of this address",
+    "submit": "submission limit of this address",
+    "participant": "submission limit of this participant",
+}
 
 
 def _hit_with(
@@ -199,6 +228,8 @@ def init_app(app: Flask, settings: Settings, redis_pool: Any | None) -> RateLimi
         endpoint = request.endpoint
         if endpoint is None or endpoint in exempt_endpoints or endpoint in SELF_LIMITED:
             return
+        if g.get("gpuq_unlimited"):  # an admin (gpuq.api.auth)
+            return
         g.gpuq_rate_usage = limits.take_daily(client_address(), report=True)
 
     app.after_request(add_headers)
@@ -209,9 +240,17 @@ def get_limits(app: Flask | None = None) -> RateLimits:
     return (app or current_app).extensions[EXTENSION]
 
 
-def take_submission(address: str) -> None:
-    """Use one of `address`'s submissions (the usage is reported in the response headers)."""
-    usage = get_limits().take_submission(address)
+def take_submission(address: str, participant_id: int | None = None) -> None:
+    """Use one of `address`'s submissions and, for a participant, one of theirs; raises
+    RateLimited. The tighter usage is reported in the response headers."""
+    limits = get_limits()
+    if participant_id is not None:
+        limits.check_participant(participant_id)  # so that a refusal uses none of the address's
+    usage = limits.take_submission(address)
+    if participant_id is not None:
+        mine = limits.take_participant(participant_id)
+        if usage is None or (mine is not None and mine.remaining < usage.remaining):
+            usage = mine
     if usage is not None:
         g.gpuq_rate_usage = usage
 

@@ -29,7 +29,7 @@ def breakdown(submission: StoredSubmission, profile: Profile | None) -> dict[str
             "points": number(submission.points[name]),
         }
         if profile is not None:
-            item["weight"] = number(profile.weights[name])
+            item["weight"] = number(profile.max_points(name))
         result[name] = item
     return result
 
@@ -38,6 +38,7 @@ def entry(rank: int, item: Entry) -> dict[str, Any]:
     return {
         "rank": rank,
         "submission_id": item.submission_id,
+        "participant": item.participant,
         "score": number(item.score),
         "submitted_at": iso_z(item.submitted_at),
     }

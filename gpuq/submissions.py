@@ -2,6 +2,13 @@
 
 The hot path uses SQLAlchemy Core on a Connection: the ORM unit of work and
 instrumented objects cost several times more CPU per request (bench/README.md).
+
+The INSERT is fenced on the scoring profile: it stores a row only while the
+version the worker scored with is still the active one, and holds a share lock
+on that profile row until it commits. An admin changing the profile
+(gpuq.rescoring) first locks the row, so every submission is either stored
+before the rescoring pass (and rescored by it) or refused with ProfileChanged
+and scored again with the new profile: none keeps a score from a retired profile.
 """
 
 from __future__ import annotations
@@ -11,16 +18,35 @@ import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, false, func, insert, select, true, update
 
 from gpuq.clock import to_millis
-from gpuq.errors import NotFound
+from gpuq.errors import GpuqError, NotFound
 from gpuq.scoring import METRICS, Profile, score
-from gpuq.store.models import Submission
+from gpuq.store.models import Participant, ScoringProfile, Submission
 
 TABLE = Submission.__table__
-_INSERT = insert(TABLE).returning(TABLE.c.id)
-_COLUMNS = [c for c in TABLE.c if c.name != "client_address"]
+PARTICIPANTS = Participant.__table__
+PROFILES = ScoringProfile.__table__
+
+_DERIVED = ("id", "profile_version", "ranked", "disqualified_at", "disqualify_reason")
+_GIVEN = [c for c in TABLE.c if c.name not in _DERIVED]
+_INSERT = (
+    insert(TABLE)
+    .from_select(
+        [c.name for c in _GIVEN] + ["profile_version"],
+        select(*(bindparam(c.name, type_=c.type) for c in _GIVEN), PROFILES.c.version)
+        .where(PROFILES.c.version == bindparam("profile_version"), PROFILES.c.active)
+        .with_for_update(read=True),
+    )
+    .returning(TABLE.c.id)
+)
+STATUS_ACTIVE = "active"
+STATUS_DISQUALIFIED = "disqualified"
+
+
+class ProfileChanged(GpuqError):
+    """The scoring profile changed since this worker read it: read it again and retry."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +59,17 @@ class StoredSubmission:
     score: Decimal
     profile_version: int
     created_at: dt.datetime
+    participant: str | None = None
+    """The participant's name; None for an anonymous submission."""
+    ranked: bool = True
+    leads: bool = True
+    disqualified_at: dt.datetime | None = None
+    disqualify_reason: str | None = None
+
+    @property
+    def status(self) -> str:
+        """ "disqualified" when the submission itself was; otherwise "active"."""
+        return STATUS_ACTIVE if self.disqualified_at is None else STATUS_DISQUALIFIED
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> StoredSubmission:
@@ -43,6 +80,11 @@ class StoredSubmission:
             score=row["score"],  # type: ignore[arg-type]
             profile_version=row["profile_version"],  # type: ignore[arg-type]
             created_at=row["created_at"],  # type: ignore[arg-type]
+            participant=row.get("participant"),  # type: ignore[arg-type]
+            ranked=row.get("ranked", True),  # type: ignore[arg-type]
+            leads=row.get("leads", True),  # type: ignore[arg-type]
+            disqualified_at=row.get("disqualified_at"),  # type: ignore[arg-type]
+            disqualify_reason=row.get("disqualify_reason"),  # type: ignore[arg-type]
         )
 
 
@@ -53,11 +95,16 @@ def record(
     profile_version: int,
     client_address: str,
     now: dt.datetime,
+    participant: tuple[int, str] | None = None,
 ) -> StoredSubmission:
     """Score validated `metrics` and insert the row; returns it with its id.
 
-    Never commits: on an autocommit connection the INSERT is its own
-    transaction, durable when this returns; otherwise the caller commits.
+    `participant` is (id, name) of the submitter, None when anonymous; a
+    participant's submission must run in a transaction (it may take over the
+    participant's place on the best-per-participant view, see `take_lead`).
+    Raises ProfileChanged when `profile_version` is no longer active. Never
+    commits: on an autocommit connection the INSERT is its own transaction,
+    durable when this returns; otherwise the caller commits.
     """
     result = score(metrics, profile)
     values = {
@@ -67,14 +114,91 @@ def record(
         "profile_version": profile_version,
         "client_address": client_address[:64],
         "created_at": to_millis(now),
+        "participant_id": None if participant is None else participant[0],
+        "leads": participant is None,
     }
-    submission_id = connection.execute(_INSERT, values).scalar_one()
-    return StoredSubmission.from_row({**values, "id": submission_id})
+    submission_id = connection.execute(_INSERT, values).scalar_one_or_none()
+    if submission_id is None:
+        raise ProfileChanged(f"scoring profile {profile_version} is no longer active")
+    ranked = leads = True
+    if participant is not None:
+        ranked, leads = take_lead(connection, participant[0], submission_id, result.total)
+    name = None if participant is None else participant[1]
+    row = {**values, "id": submission_id, "participant": name, "ranked": ranked, "leads": leads}
+    return StoredSubmission.from_row(row)
+
+
+_LEADER = select(TABLE.c.id, TABLE.c.score).where(TABLE.c.participant_id == bindparam("pid"), TABLE.c.leads)
+
+
+def take_lead(
+    connection: Connection, participant_id: int, submission_id: int, score: Decimal
+) -> tuple[bool, bool]:
+    """Place a participant's new submission: returns (ranked, leads).
+
+    It leads when it beats the participant's current leader (higher score, or
+    equal score and smaller id). Locks the participant's row first, so that two
+    submissions of one participant, or a submission and a disqualification,
+    decide one after the other (SQLite serialises writers anyway); a
+    participant disqualified meanwhile gets an unranked row.
+    """
+    disqualified_at = connection.execute(
+        select(PARTICIPANTS.c.disqualified_at).where(PARTICIPANTS.c.id == participant_id).with_for_update()
+    ).scalar_one()
+    if disqualified_at is not None:
+        connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=false()))
+        return False, False
+    leader = connection.execute(_LEADER, {"pid": participant_id}).first()
+    if leader is not None and (leader.score, -leader.id) >= (score, -submission_id):
+        return True, False
+    if leader is not None:
+        connection.execute(update(TABLE).where(TABLE.c.id == leader.id).values(leads=false()))
+    connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(leads=true()))
+    return True, True
+
+
+_COLUMNS = [c for c in TABLE.c if c.name not in ("client_address", "participant_id")]
+_DETAIL = select(*_COLUMNS, PARTICIPANTS.c.name.label("participant")).outerjoin(
+    PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id
+)
 
 
 def get(connection: Connection, submission_id: int) -> StoredSubmission:
     """The stored submission; raises NotFound."""
-    row = connection.execute(select(*_COLUMNS).where(TABLE.c.id == submission_id)).mappings().first()
+    row = connection.execute(_DETAIL.where(TABLE.c.id == submission_id)).mappings().first()
     if row is None:
         raise NotFound(f"no submission with id {submission_id}")
     return StoredSubmission.from_row(row)
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    count: int
+    leader: StoredSubmission | None
+    """The participant's leading (best ranked) submission."""
+
+
+def summary(connection: Connection, participant_id: int) -> Summary:
+    """How many submissions the participant has, and their leading one."""
+    count = connection.scalar(
+        select(func.count()).select_from(TABLE).where(TABLE.c.participant_id == participant_id)
+    )
+    row = (
+        connection.execute(_DETAIL.where(TABLE.c.participant_id == participant_id, TABLE.c.leads))
+        .mappings()
+        .first()
+    )
+    return Summary(count or 0, None if row is None else StoredSubmission.from_row(row))
+
+
+def of_participant(
+    connection: Connection, participant_id: int, offset: int, limit: int
+) -> list[StoredSubmission]:
+    """A participant's submissions, newest first."""
+    rows = connection.execute(
+        _DETAIL.where(TABLE.c.participant_id == participant_id)
+        .order_by(TABLE.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).mappings()
+    return [StoredSubmission.from_row(row) for row in rows]

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from flask import Flask
 
-from gpuq.api import errors, health, leaderboard, openapi, quota, security, stream, submissions
+from gpuq.api import (
+    admin,
+    errors,
+    health,
+    leaderboard,
+    openapi,
+    participants,
+    quota,
+    security,
+    stream,
+    submissions,
+)
 
 
 def init_app(app: Flask) -> None:
     errors.init_app(app)
     security.init_app(app)
     stream.init_app(app, app.config["GPUQ_SETTINGS"])
-    for module in (health, submissions, leaderboard, stream, quota, openapi):
+    for module in (health, submissions, leaderboard, stream, quota, participants, admin, openapi):
         app.register_blueprint(module.bp)

@@ -18,7 +18,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gpuq import idempotency
-from gpuq.errors import GpuqError, InvalidInput, NotFound, RateLimited, Unavailable
+from gpuq.errors import (
+    Conflict,
+    Forbidden,
+    GpuqError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +67,16 @@ def _domain_error(exc: GpuqError) -> Response:
         return problem(exc.status, exc.detail, errors=errors) if errors else problem(exc.status, exc.detail)
     if isinstance(exc, NotFound):
         return problem(404, exc.detail)
+    if isinstance(exc, Unauthorized):
+        return problem(401, exc.detail, {"WWW-Authenticate": 'Bearer realm="gpuq"'})
+    if isinstance(exc, Forbidden):
+        return problem(403, exc.detail)
+    if isinstance(exc, Conflict):
+        return problem(409, exc.detail)
     if isinstance(exc, RateLimited):
         # X-RateLimit-* and Retry-After are added by gpuq.ratelimit.add_headers.
         g.gpuq_rate_usage = exc.usage
-        return problem(
-            429, f"{exc.description} exceeded for this address; retry in {exc.usage.retry_after} s"
-        )
+        return problem(429, f"{exc.description} exceeded; retry in {exc.usage.retry_after} s")
     if isinstance(exc, idempotency.InFlight):
         return problem(409, str(exc), {"Retry-After": "1"})
     if isinstance(exc, idempotency.Mismatch):

@@ -1,4 +1,7 @@
-"""GET /leaderboard?limit=10&offset=0 (exempt from rate limits).
+"""GET /leaderboard?limit=10&offset=0&view=best (exempt from rate limits).
+
+view=best (the default) shows each participant once; view=all every submission
+(see gpuq.leaderboard).
 
 Rendered pages are cached per worker under the index version they were read
 at (see `Leaderboard.version`): every accepted submission and every rebuild
@@ -10,11 +13,11 @@ nothing is cached.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, current_app, json
 
 from gpuq import ratelimit
-from gpuq.errors import FieldError, InvalidInput
-from gpuq.leaderboard import get_leaderboard
+from gpuq.api.params import choice_param, int_param
+from gpuq.leaderboard import DEFAULT_VIEW, VIEWS, get_leaderboard
 from gpuq.serialize import entry
 
 bp = Blueprint("leaderboard", __name__)
@@ -25,34 +28,23 @@ CACHE = "gpuq.leaderboard_pages"
 CACHE_PAGES = 256
 
 
-def _int_param(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidInput(
-            f"query parameter {name} must be a whole number from {low} to {high}",
-            [FieldError(name, f"must be a whole number from {low} to {high}, got {raw[:20]!r}")],
-            status=400,
-        )
-    return int(raw)
-
-
 @bp.get("/leaderboard")
 @ratelimit.exempt
 def leaderboard():
-    limit = _int_param("limit", 10, 1, MAX_LIMIT)
-    offset = _int_param("offset", 0, 0, MAX_OFFSET)
+    limit = int_param("limit", 10, 1, MAX_LIMIT)
+    offset = int_param("offset", 0, 0, MAX_OFFSET)
+    view = choice_param("view", VIEWS, DEFAULT_VIEW)
     board = get_leaderboard()
-    cache: dict[tuple[int, int], tuple[bytes, bytes]] = current_app.extensions.setdefault(CACHE, {})
+    cache: dict[tuple[str, int, int], tuple[bytes, bytes]] = current_app.extensions.setdefault(CACHE, {})
     version = board.version()
-    cached = cache.get((offset, limit))
+    cached = cache.get((view, offset, limit))
     if version is not None and cached is not None and cached[0] == version:
         return Response(cached[1], mimetype="application/json")
-    page = board.page(offset, limit)
+    page = board.page(offset, limit, view)
     body = json.dumps(
         {
             "leaderboard": [entry(offset + i + 1, item) for i, item in enumerate(page.entries)],
+            "view": view,
             "total": page.total,
             "limit": limit,
             "offset": offset,
@@ -62,5 +54,5 @@ def leaderboard():
     if page.version is not None:
         if len(cache) >= CACHE_PAGES:
             cache.clear()
-        cache[(offset, limit)] = (page.version, body)
+        cache[(view, offset, limit)] = (page.version, body)
     return Response(body, mimetype="application/json")

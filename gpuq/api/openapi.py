@@ -64,6 +64,18 @@ _DATABASE_DOWN = _problem(
 )
 _SERVER_ERROR = _problem("An unexpected error (a bug).")
 
+_VIEW = {
+    "name": "view",
+    "in": "query",
+    "required": False,
+    "description": "best: each participant once (their best; anonymous submissions each stand alone); "
+    "all: every submission.",
+    "schema": {"type": "string", "enum": ["best", "all"], "default": "best"},
+}
+_UNAUTHORIZED = _problem("No API key, or one that is unknown, revoked or malformed.")
+_FORBIDDEN = _problem("The key is valid but not an admin's.")
+_BEARER = [{"bearer": []}]
+
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/", "get"): {
         "operationId": "health",
@@ -78,6 +90,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "submitQualification",
         "summary": "Submit the five benchmark metrics; get the score and rank",
         "tags": ["submissions"],
+        "security": [{}, {"bearer": []}],
         "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
@@ -103,6 +116,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "400": _problem(
                 "Malformed: not JSON, NaN/Infinity, duplicate keys, too deep, a bad Idempotency-Key."
             ),
+            "401": _problem("A bad API key, or none while anonymous submissions are switched off."),
+            "403": _problem("The participant is disqualified."),
             "409": _problem("A request with this Idempotency-Key is still being processed."),
             "413": _problem("The body is too large."),
             "415": _problem("Content-Type is not JSON."),
@@ -137,7 +152,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/leaderboard", "get"): {
         "operationId": "leaderboard",
-        "summary": "Ranked submissions: score descending, ties to the earlier submission",
+        "summary": "The leaderboard: score descending, ties to the earlier submission",
         "tags": ["leaderboard"],
         "parameters": [
             {
@@ -152,10 +167,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "required": False,
                 "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
             },
+            _VIEW,
         ],
         "responses": {
             "200": _json("LeaderboardPage", "One page of the board."),
-            "400": _problem("A bad limit or offset."),
+            "400": _problem("A bad limit, offset or view."),
             "503": _DATABASE_DOWN,
             "500": _SERVER_ERROR,
         },
@@ -195,8 +211,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "quota",
         "summary": "The caller's limits, what remains of them, and when they reset",
         "tags": ["service"],
+        "security": [{}, {"bearer": []}],
         "responses": {
             "200": _json("Quota", "The caller's quota (reading it uses none)."),
+            "401": _UNAUTHORIZED,
             "500": _SERVER_ERROR,
         },
     },
@@ -221,6 +239,248 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
 }
 
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_SUBMISSION_ID = {
+    "name": "submission_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SUBMISSION_ID},
+}
+
+
+def _page_params(default: int, most: int, top: int = 1_000_000) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": most, "default": default},
+        },
+        {
+            "name": "offset",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "maximum": top, "default": 0},
+        },
+    ]
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
+
+
+def _admin(operation_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An admin operation: every one answers 401 without a key and 403 with a participant's."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["admin"],
+        "security": _BEARER,
+        **extra,
+        "responses": {
+            **responses,
+            "401": _UNAUTHORIZED,
+            "403": _FORBIDDEN,
+            "503": _DATABASE_DOWN,
+            "500": _SERVER_ERROR,
+        },
+    }
+
+
+_BODY_PROBLEMS = {
+    "400": _problem("Malformed JSON."),
+    "413": _problem("The body is too large."),
+    "415": _problem("Content-Type is not JSON."),
+    "422": _problem("The body breaks the input rules (`errors` names each field)."),
+}
+_MODERATION = {
+    "200": _json("Moderated", "Done; the state before and after (also in the audit trail)."),
+    "404": _problem("No such participant or submission."),
+    "409": _problem("Already in that state."),
+    **_BODY_PROBLEMS,
+}
+
+OPERATIONS.update(
+    {
+        ("/participants", "post"): {
+            "operationId": "register",
+            "summary": "Register a participant; the API key is in the answer, once",
+            "description": "Open to anyone unless GPUQ_OPEN_REGISTRATION=false; then an admin key is needed.",
+            "tags": ["participants"],
+            "requestBody": _body("ParticipantIn"),
+            "responses": {
+                "201": _json("KeyIssued", "Registered."),
+                **_BODY_PROBLEMS,
+                "401": _problem("Registration is closed and no admin key was sent."),
+                "403": _FORBIDDEN,
+                "409": _problem("The name is taken (letter case does not matter)."),
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        ("/participants/{name}", "get"): {
+            "operationId": "getParticipant",
+            "summary": "A participant's best score, rank, submission count and history",
+            "tags": ["participants"],
+            "parameters": [_NAME, *_page_params(20, 100)],
+            "responses": {
+                "200": _json("ParticipantOut", "The participant."),
+                "400": _problem("A bad limit or offset."),
+                "404": _problem("No such participant."),
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        ("/participants/me", "get"): {
+            "operationId": "getMe",
+            "summary": "The key owner's own page, with the key's prefix",
+            "tags": ["participants"],
+            "security": _BEARER,
+            "parameters": _page_params(20, 100),
+            "responses": {
+                "200": _json("ParticipantOut", "The participant."),
+                "400": _problem("A bad limit or offset."),
+                "401": _UNAUTHORIZED,
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        ("/participants/me/key", "post"): {
+            "operationId": "rotateMyKey",
+            "summary": "Rotate one's own API key: a new key (shown once); the old one stops working",
+            "tags": ["participants"],
+            "security": _BEARER,
+            "responses": {
+                "200": _json("KeyIssued", "The new key."),
+                "401": _UNAUTHORIZED,
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        ("/participants/me/key", "delete"): {
+            "operationId": "revokeMyKey",
+            "summary": "Revoke one's own API key (an admin can issue a new one)",
+            "tags": ["participants"],
+            "security": _BEARER,
+            "responses": {
+                "200": _json("KeyRevoked", "Revoked."),
+                "401": _UNAUTHORIZED,
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        ("/admin/participants", "post"): _admin(
+            "adminCreateParticipant",
+            "Create a participant (or an admin); the key is in the answer, once",
+            {
+                "201": _json("KeyIssued", "Created."),
+                "409": _problem("The name is taken (letter case does not matter)."),
+                **_BODY_PROBLEMS,
+            },
+            requestBody=_body("AdminParticipantIn"),
+        ),
+        ("/admin/participants/{name}/key", "post"): _admin(
+            "adminRotateKey",
+            "Issue a participant a new key; their old one stops working",
+            {"200": _json("KeyIssued", "The new key."), "404": _problem("No such participant.")},
+            parameters=[_NAME],
+        ),
+        ("/admin/participants/{name}/key", "delete"): _admin(
+            "adminRevokeKey",
+            "Revoke a participant's key",
+            {"200": _json("KeyRevoked", "Revoked."), "404": _problem("No such participant.")},
+            parameters=[_NAME],
+        ),
+        ("/admin/participants/{name}/disqualify", "post"): _admin(
+            "adminDisqualifyParticipant",
+            "Disqualify a participant: all their submissions leave the leaderboard (kept stored)",
+            _MODERATION,
+            parameters=[_NAME],
+            requestBody=_body("ReasonIn"),
+        ),
+        ("/admin/participants/{name}/reinstate", "post"): _admin(
+            "adminReinstateParticipant",
+            "Reinstate a disqualified participant",
+            _MODERATION,
+            parameters=[_NAME],
+            requestBody=_body("ReasonIn"),
+        ),
+        ("/admin/submissions/{submission_id}/disqualify", "post"): _admin(
+            "adminDisqualifySubmission",
+            "Disqualify a submission: it leaves the leaderboard (kept stored)",
+            _MODERATION,
+            parameters=[_SUBMISSION_ID],
+            requestBody=_body("ReasonIn"),
+        ),
+        ("/admin/submissions/{submission_id}/reinstate", "post"): _admin(
+            "adminReinstateSubmission",
+            "Reinstate a disqualified submission",
+            _MODERATION,
+            parameters=[_SUBMISSION_ID],
+            requestBody=_body("ReasonIn"),
+        ),
+        ("/admin/scoring", "get"): _admin(
+            "adminGetScoring",
+            "The active scoring profile",
+            {"200": _json("ProfileOut", "The active profile.")},
+        ),
+        ("/admin/scoring", "put"): _admin(
+            "adminPutScoring",
+            "Change the scoring profile: a new version, every submission rescored",
+            {
+                "200": _json("ProfileChange", "Applied (or, with dry_run, what applying would do)."),
+                "400": _problem("Malformed JSON or a bad dry_run."),
+                "413": _problem("The body is too large."),
+                "415": _problem("Content-Type is not JSON."),
+                "422": _problem("Weights that do not sum to 1, bounds out of order, ..."),
+            },
+            description="With `dry_run=true` nothing changes: the answer shows how the top of the "
+            "leaderboard (view best) would move.",
+            parameters=[
+                {
+                    "name": "dry_run",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "boolean", "default": False},
+                }
+            ],
+            requestBody=_body("ProfileIn"),
+        ),
+        ("/admin/audit", "get"): _admin(
+            "adminAudit",
+            "Every admin action, newest first",
+            {"200": _json("AuditPage", "One page of the trail."), "400": _problem("A bad limit or offset.")},
+            parameters=_page_params(50, 500, 10_000_000),
+        ),
+        ("/admin/export", "get"): _admin(
+            "adminExport",
+            "Every submission with metrics, points, score, profile version, status and ranks",
+            {
+                "200": {
+                    "description": "Streamed, in leaderboard order (then the unranked).",
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/json": {"schema": {"type": "object"}},
+                    },
+                },
+                "400": _problem("A bad format."),
+            },
+            parameters=[
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+                }
+            ],
+        ),
+    }
+)
 MODELS: list[type[BaseModel]] = [
     schemas.SubmissionIn,
     schemas.SubmissionCreated,
@@ -229,6 +489,17 @@ MODELS: list[type[BaseModel]] = [
     schemas.Health,
     schemas.Problem,
     schemas.Quota,
+    schemas.ParticipantIn,
+    schemas.AdminParticipantIn,
+    schemas.ReasonIn,
+    schemas.KeyIssued,
+    schemas.ParticipantOut,
+    schemas.KeyRevoked,
+    schemas.ProfileIn,
+    schemas.ProfileOut,
+    schemas.ProfileChange,
+    schemas.Moderated,
+    schemas.AuditPage,
 ]
 
 
@@ -248,7 +519,16 @@ def build_spec() -> dict[str, Any]:
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "paths": paths,
-        "components": {"schemas": definitions.get("$defs", {})},
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A participant's API key (gpuq_...), from POST /participants.",
+                }
+            },
+        },
     }
 
 

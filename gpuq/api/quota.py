@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from gpuq import ratelimit
+from gpuq.api import auth
 
 bp = Blueprint("quota", __name__)
 
@@ -14,9 +15,11 @@ bp = Blueprint("quota", __name__)
 def quota():
     limits = ratelimit.get_limits()
     address = ratelimit.client_address()
+    member = auth.caller()
     return jsonify(
         {
             "address": address,
+            "participant": None if member is None else member.name,
             "enabled": limits.enabled,
             "limits": [
                 {
@@ -26,7 +29,9 @@ def quota():
                     "remaining": usage.remaining,
                     "reset_at": usage.reset_at,
                 }
-                for scope, item, usage in (limits.usage(address) if limits.enabled else [])
+                for scope, item, usage in (
+                    limits.usage(address, None if member is None else member.id) if limits.enabled else []
+                )
             ],
         }
     )

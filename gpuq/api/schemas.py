@@ -82,18 +82,27 @@ class Breakdown(BaseModel):
     accuracy: MetricPoints
 
 
+ParticipantName = Field(description="The participant's name; null for an anonymous submission.")
+
+
 class SubmissionCreated(BaseModel):
     success: Literal[True]
     score: float = Field(ge=0, le=100)
     submission_id: int
-    rank: int | None = Field(description="Current rank (1 is best); null if it could not be read.")
+    rank: int | None = Field(
+        description="Rank among all ranked submissions (view all; 1 is best); null if it could not be "
+        "read or the submitter is disqualified."
+    )
+    participant: str | None = ParticipantName
     breakdown: Breakdown
 
 
 class SubmissionOut(BaseModel):
     submission_id: int
     score: float = Field(ge=0, le=100)
-    rank: int
+    rank: int | None = Field(description="Rank in view all; null when disqualified.")
+    participant: str | None = ParticipantName
+    status: Literal["active", "disqualified"]
     profile_version: int
     submitted_at: str = Field(json_schema_extra={"format": "date-time"})
     breakdown: Breakdown
@@ -102,12 +111,179 @@ class SubmissionOut(BaseModel):
 class LeaderboardEntry(BaseModel):
     rank: int
     submission_id: int
+    participant: str | None = ParticipantName
     score: float = Field(ge=0, le=100)
     submitted_at: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class LeaderboardPage(BaseModel):
     leaderboard: list[LeaderboardEntry]
+    view: Literal["best", "all"]
+    total: int
+    limit: int
+    offset: int
+
+
+# Participants and keys.
+
+
+class ParticipantIn(BaseModel):
+    """The body of POST /participants."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    # The published schema states the rule for the normalised name; the service
+    # normalises (NFKC) before checking it, so full-width letters are accepted too.
+    name: Annotated[
+        str,
+        Field(max_length=256),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]{3,32}$",
+                "description": "3-32 letters (A-Z, a-z), digits, '-' or '_' after Unicode NFKC "
+                "normalisation; unique ignoring letter case.",
+            }
+        ),
+    ]
+
+
+class AdminParticipantIn(ParticipantIn):
+    """The body of POST /admin/participants."""
+
+    admin: bool = Field(False, description="Make the participant an admin.")
+
+
+class ReasonIn(BaseModel):
+    """The body of a moderation request."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the audit trail.")
+
+
+class KeyIssued(BaseModel):
+    name: str
+    is_admin: bool
+    api_key: str = Field(
+        description="The key, shown this once only: send it as 'Authorization: Bearer <key>'."
+    )
+    key_prefix: str = Field(description="How the key is shown from now on.")
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class HistoryItem(BaseModel):
+    submission_id: int
+    score: float = Field(ge=0, le=100)
+    status: Literal["active", "disqualified"]
+    best: bool = Field(description="This is the participant's entry on the leaderboard (view best).")
+    profile_version: int
+    submitted_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class ParticipantOut(BaseModel):
+    name: str
+    registered_at: str = Field(json_schema_extra={"format": "date-time"})
+    disqualified: bool
+    best_score: float | None = Field(description="Best ranked score; null without one.")
+    rank: int | None = Field(description="Rank on the leaderboard (view best); null without a ranked entry.")
+    submission_count: int
+    key_prefix: str | None = Field(None, description="The live key's prefix (only for the participant).")
+    history: list[HistoryItem] = Field(description="Submissions, newest first (paginated).")
+    limit: int
+    offset: int
+
+
+class KeyRevoked(BaseModel):
+    name: str
+    revoked: int = Field(description="How many live keys were revoked (0 or 1).")
+
+
+# Admin.
+
+
+Weight = Annotated[
+    Decimal,
+    Field(ge=0, le=1, allow_inf_nan=False),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1, "description": "A fraction, 0 to 1."}),
+]
+TimeBound = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_COMPLETION_SECONDS, allow_inf_nan=False),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": int(MAX_COMPLETION_SECONDS)}),
+]
+
+
+class WeightsIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    gpu_utilization: Weight
+    memory_usage: Weight
+    power_efficiency: Weight
+    completion_time: Weight
+    accuracy: Weight
+
+
+class ProfileIn(BaseModel):
+    """The body of PUT /admin/scoring."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    weights: WeightsIn = Field(description="Fractions of the score, at most 4 decimal places, summing to 1.")
+    time_best: TimeBound = Field(description="Completion time (s) worth all of its weight.")
+    time_worst: TimeBound = Field(
+        description="Completion time (s) worth none of its weight; more than time_best."
+    )
+    reason: str | None = Field(None, max_length=1000)
+
+
+class ProfileOut(BaseModel):
+    version: int
+    weights: dict[str, float]
+    time_best: float
+    time_worst: float
+    activated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class LeaderChange(BaseModel):
+    rank: int
+    previous_rank: int | None = Field(description="Rank in view best before; null if not on it then.")
+    submission_id: int
+    participant: str | None
+    score: float
+    previous_score: float
+
+
+class ProfileChange(BaseModel):
+    dry_run: bool
+    changed: bool = Field(description="False when the profile equals the active one (nothing done).")
+    previous_version: int
+    version: int | None = Field(description="The new active version; null for a dry run.")
+    rescored: int
+    scores_changed: int
+    leaders: list[LeaderChange] = Field(description="The top of view best after the change.")
+
+
+class Moderated(BaseModel):
+    target: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: str = Field(json_schema_extra={"format": "date-time"})
+    actor: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str | None
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
     total: int
     limit: int
     offset: int
@@ -126,8 +302,9 @@ class Health(BaseModel):
 
 
 class LimitUsage(BaseModel):
-    scope: Literal["daily", "submit"] = Field(
-        description="daily: requests over all limited routes; submit: accepted submissions."
+    scope: Literal["daily", "submit", "participant"] = Field(
+        description="daily: requests over all limited routes; submit: accepted submissions from "
+        "this address; participant: accepted submissions with this API key (from any address)."
     )
     limit: str = Field(description='The limit, e.g. "10 per 1 hour".')
     amount: int = Field(description="What the limit allows per window (X-RateLimit-Limit).")
@@ -137,6 +314,7 @@ class LimitUsage(BaseModel):
 
 class Quota(BaseModel):
     address: str = Field(description="The client address the limits are counted against.")
+    participant: str | None = Field(None, description="The participant of the API key sent, if any.")
     enabled: bool
     limits: list[LimitUsage]
 

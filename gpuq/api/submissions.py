@@ -12,12 +12,15 @@ from sqlalchemy import Connection
 from werkzeug.exceptions import HTTPException
 
 from gpuq import idempotency, live, submissions
+from gpuq.api import auth
 from gpuq.api.body import read_json_object
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.clock import iso_z, now
-from gpuq.errors import GpuqError, NotFound
+from gpuq.errors import Forbidden, GpuqError, NotFound, Unauthorized, Unavailable
 from gpuq.events import EXTENSION as EVENTS
 from gpuq.leaderboard import Entry, get_leaderboard
+from gpuq.participants import Member
+from gpuq.profiles import forget as forget_profile
 from gpuq.profiles import get_profile
 from gpuq.ratelimit import client_address, take_daily, take_submission
 from gpuq.scoring import Profile
@@ -34,66 +37,97 @@ PURGE_DUE = "gpuq.idempotency_purge_due"
 
 @bp.post("/submit_qualification")
 def submit_qualification():
-    """Validate, take one from the submission quota, score, store (commit), then index.
+    """Validate, take one from the submission quotas, score, store (commit), then index.
 
     The 201 is sent only after the commit. Invalid input is refused before the
     quota is touched. A failure after the commit (the index) is logged and
     repaired later; it never turns an acknowledged submission into an error.
-    With an Idempotency-Key see gpuq.idempotency for the replay rules.
+    With an Idempotency-Key see gpuq.idempotency for the replay rules; keys
+    belong to the participant, or to the address for anonymous submissions.
     """
     address = client_address()
-    # Parse once, but answer a replay before anything counts against a quota;
-    # a request that is malformed still counts against the daily limit.
+    # Parse once, but answer a replay before anything counts against a quota; a
+    # request that is malformed (or carries a bad key) still counts against the daily limit.
+    member, key, body = None, None, {}
     try:
+        member = auth.caller()
         key = idempotency.check_key(request.headers.get("Idempotency-Key"))
         body = read_json_object(request)
         malformed = None
     except (GpuqError, HTTPException) as exc:
         malformed = exc
+    scope = address if member is None else f"participant:{member.id}"
     digest = idempotency.fingerprint(body) if malformed is None and key is not None else None
     if digest is not None:
         with get_db().autocommit() as connection:
-            replay = idempotency.find_replay(connection, address, key, digest, now())
+            replay = idempotency.find_replay(connection, scope, key, digest, now())
         if replay is not None:  # a retry of a finished request: answered again, using no quota
             return _replayed(replay)
     take_daily(address)
     if malformed is not None:
         raise malformed
+    _check_submitter(member)
     metrics = validate(SubmissionIn, body).model_dump()
     if digest is not None:
-        return _submit_once(key, digest, metrics, address)
-    take_submission(address)
-    profile, version = get_profile()
-    # Autocommit: the single INSERT is its own transaction, durable before the 201.
-    with get_db().autocommit() as connection:
-        submission = submissions.record(connection, metrics, profile, version, address, now())
+        return _submit_once(key, digest, metrics, address, member, scope)
+    take_submission(address, None if member is None else member.id)
+    if member is None:
+        # Autocommit: the single INSERT is its own transaction, durable before the 201.
+        with get_db().autocommit() as connection:
+            submission, profile = _record(connection, metrics, address, member)
+    else:
+        with get_db().connect() as connection:
+            submission, profile = _record(connection, metrics, address, member)
+            connection.commit()
     return _created(submission, profile)
 
 
-def _submit_once(key: str, digest: str, metrics: dict[str, Any], address: str) -> Response:
+def _check_submitter(member: Member | None) -> None:
+    if member is None and not current_app.config["GPUQ_SETTINGS"].allow_anonymous:
+        raise Unauthorized("anonymous submissions are switched off: send 'Authorization: Bearer <key>'")
+    if member is not None and member.disqualified:
+        raise Forbidden(f"participant {member.name!r} is disqualified and cannot submit")
+
+
+def _record(
+    connection: Connection, metrics: dict[str, Any], address: str, member: Member | None
+) -> tuple[StoredSubmission, Profile]:
+    """Score and insert with the active profile, reading it again if an admin just changed it."""
+    who = None if member is None else (member.id, member.name)
+    for _attempt in range(3):
+        profile, version = get_profile()
+        try:
+            return submissions.record(connection, metrics, profile, version, address, now(), who), profile
+        except submissions.ProfileChanged:
+            forget_profile()
+    raise Unavailable("the scoring profile is being changed; retry", retry_after=1)
+
+
+def _submit_once(
+    key: str, digest: str, metrics: dict[str, Any], address: str, member: Member | None, scope: str
+) -> Response:
     database = get_db()
     abandoned_after = dt.timedelta(seconds=current_app.config["GPUQ_SETTINGS"].idempotency_abandon_seconds)
     moment = now()
     with database.autocommit() as connection:
         _purge_expired_keys_hourly(connection, moment)
-        replay = idempotency.claim(connection, address, key, digest, moment, abandoned_after)
+        replay = idempotency.claim(connection, scope, key, digest, moment, abandoned_after)
     if replay is not None:  # finished between find_replay and here
         return _replayed(replay)
     try:
-        take_submission(address)
-        profile, version = get_profile()
+        take_submission(address, None if member is None else member.id)
         with database.connect() as connection:
-            submission = submissions.record(connection, metrics, profile, version, address, now())
-            idempotency.complete(connection, address, key, submission.id)
+            submission, profile = _record(connection, metrics, address, member)
+            idempotency.complete(connection, scope, key, submission.id)
             connection.commit()
     except BaseException:
         with suppress(Exception), database.autocommit() as connection:
-            idempotency.release(connection, address, key)
+            idempotency.release(connection, scope, key)
         raise
     response = _created(submission, profile)
     try:
         with database.autocommit() as connection:
-            idempotency.attach_response(connection, address, key, response.get_data(as_text=True))
+            idempotency.attach_response(connection, scope, key, response.get_data(as_text=True))
     except Exception:  # a replay then rebuilds the body from the stored submission
         log.exception("could not keep the response of an idempotent submission")
     return response
@@ -124,16 +158,19 @@ def _replayed(replay: idempotency.Replay) -> Response:
 def _created(submission: StoredSubmission, profile: Profile | None, announce: bool = True) -> Response:
     item = Entry.of(submission)
     board = get_leaderboard()
-    rank = board.add(item) or _safe_rank(item)
+    rank = None
+    if submission.ranked:
+        rank = board.add(item) or _safe_rank(item)
     if announce:
         size = current_app.config["GPUQ_SETTINGS"].board_size
-        live.announce(current_app.extensions[EVENTS], board, item, rank, size)
+        live.announce(current_app.extensions[EVENTS], board, item, rank, size, submission.leads)
     response = jsonify(
         {
             "success": True,
             "score": number(submission.score),
             "submission_id": submission.id,
             "rank": rank,
+            "participant": submission.participant,
             "breakdown": breakdown(submission, profile),
         }
     )
@@ -167,7 +204,9 @@ def get_submission(submission_id: int):
         {
             "submission_id": submission.id,
             "score": number(submission.score),
-            "rank": get_leaderboard().rank(Entry.of(submission)),
+            "rank": get_leaderboard().rank(Entry.of(submission)) if submission.ranked else None,
+            "participant": submission.participant,
+            "status": submission.status,
             "profile_version": submission.profile_version,
             "submitted_at": iso_z(submission.created_at),
             "breakdown": breakdown(submission, profile if same_profile else None),

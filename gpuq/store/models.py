@@ -11,7 +11,19 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
+    true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gpuq.store.types import ExactDecimal, UTCDateTime
@@ -53,6 +65,74 @@ class ScoringProfile(Base):
     parameters: Mapped[str] = mapped_column(Text, nullable=False)
     """The profile as canonical JSON (`Profile.as_dict()`, sorted keys)."""
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    """The profile new submissions are scored with; exactly one version is active."""
+
+
+Index(
+    "uq_scoring_profiles_active",
+    ScoringProfile.active,
+    unique=True,
+    postgresql_where=ScoringProfile.active,
+    sqlite_where=ScoringProfile.active,
+)
+
+
+class Participant(Base):
+    """A registered participant (or organiser, with `is_admin`)."""
+
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(32), nullable=False)
+    """As registered (NFKC-normalised); shown on the leaderboard."""
+    name_key: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    """The name case-folded: names are unique case-insensitively."""
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    disqualified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disqualify_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ApiKey(Base):
+    """A participant's API key, stored only as its SHA-256 (see gpuq.participants)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    key_id: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
+    """The public part of the key, used to find the row; shown as the key's prefix."""
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# At most one live key per participant: rotating revokes the old one in the same transaction.
+Index(
+    "uq_api_keys_live_participant",
+    ApiKey.participant_id,
+    unique=True,
+    postgresql_where=ApiKey.revoked_at.is_(None),
+    sqlite_where=ApiKey.revoked_at.is_(None),
+)
+
+
+class AuditEvent(Base):
+    """One admin action: who did what to which target, when, the state before and after."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    """The admin's participant name, or "cli:<user>" for the command line."""
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target: Mapped[str] = mapped_column(String(128), nullable=False)
+    before: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON, or null when the target did not exist before."""
+    after: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 def _between(column: str, low: str, high: str) -> str:
@@ -79,6 +159,17 @@ class Submission(Base):
     profile_version: Mapped[int] = mapped_column(ForeignKey("scoring_profiles.version"), nullable=False)
     client_address: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), nullable=True)
+    """Whose submission it is; null for an anonymous one."""
+    disqualified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disqualify_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ranked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=true())
+    """On the leaderboard (view=all): neither it nor its participant is disqualified.
+    Derived; gpuq.moderation keeps it in step."""
+    leads: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=true())
+    """On the leaderboard's default view (view=best): ranked, and anonymous or its
+    participant's best ranked submission. Derived; kept in step where submissions are
+    recorded, moderated and rescored."""
 
     __table_args__ = (
         CheckConstraint(_between("gpu_utilization", "0", "100"), name="gpu_utilization_range"),
@@ -106,8 +197,24 @@ class Submission(Base):
     )
 
 
-# The leaderboard order: score descending, ties to the earlier (smaller) id.
-Index("ix_submissions_ranking", Submission.score.desc(), Submission.id)
+# The leaderboard order: score descending, ties to the earlier (smaller) id; one
+# partial index per view.
+Index(
+    "ix_submissions_ranked",
+    Submission.score.desc(),
+    Submission.id,
+    postgresql_where=Submission.ranked,
+    sqlite_where=Submission.ranked,
+)
+Index(
+    "ix_submissions_leading",
+    Submission.score.desc(),
+    Submission.id,
+    postgresql_where=Submission.leads,
+    sqlite_where=Submission.leads,
+)
+# A participant's submissions, best first (their history, their best).
+Index("ix_submissions_participant", Submission.participant_id, Submission.score.desc(), Submission.id)
 
 
 class IdempotencyKey(Base):

@@ -82,7 +82,8 @@ def test_leaderboard_orders_by_score_and_breaks_ties_by_earlier_submission(clien
     assert [e["submission_id"] for e in board["leaderboard"]] == [top, first_tie, second_tie, low]
     assert [e["rank"] for e in board["leaderboard"]] == [1, 2, 3, 4]
     assert board["total"] == 4 and board["limit"] == 10 and board["offset"] == 0
-    assert set(board["leaderboard"][0]) == {"rank", "submission_id", "score", "submitted_at"}
+    assert set(board["leaderboard"][0]) == {"rank", "submission_id", "participant", "score", "submitted_at"}
+    assert board["view"] == "best"
     assert client.get(f"/submissions/{second_tie}").get_json()["rank"] == 3
 
     page = client.get("/leaderboard?limit=2&offset=1").get_json()
@@ -97,7 +98,13 @@ def test_rank_in_submit_response_counts_better_earlier_entries(client):
 
 
 def test_empty_leaderboard(client):
-    assert client.get("/leaderboard").get_json() == {"leaderboard": [], "total": 0, "limit": 10, "offset": 0}
+    assert client.get("/leaderboard").get_json() == {
+        "leaderboard": [],
+        "view": "best",
+        "total": 0,
+        "limit": 10,
+        "offset": 0,
+    }
 
 
 def test_leaderboard_limit_is_capped_at_100(client):

@@ -114,20 +114,24 @@ def test_sqlite_migrations_create_the_same_tables(tmp_path):
     engine.dispose()
 
 
-def test_a_changed_profile_gets_a_new_version_and_old_scores_keep_theirs(make_app):
+def test_settings_only_seed_the_first_profile_version(make_app, caplog):
     first = make_app().test_client()
     old = first.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
+    # Changed settings do not silently score new submissions differently from old ones:
+    # the database's active profile decides (changes go through PUT /admin/scoring).
     second = make_app(time_worst_seconds=60).test_client()
-    new = second.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
+    with caplog.at_level("WARNING", logger="gpuq.profiles"):
+        new = second.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
 
-    assert new["score"] == 85.45  # 30 s of 60 s: 7.5 time points instead of 10
-    old_detail = second.get(f"/submissions/{old['submission_id']}").get_json()
-    new_detail = second.get(f"/submissions/{new['submission_id']}").get_json()
-    assert (old_detail["profile_version"], new_detail["profile_version"]) == (1, 2)
-    assert old_detail["score"] == 87.95
-    third = make_app(time_worst_seconds=60).test_client()
-    again = third.post("/submit_qualification", json=WORKED_EXAMPLE, environ_base={"REMOTE_ADDR": "10.0.0.9"})
-    assert third.get(again.headers["Location"]).get_json()["profile_version"] == 2
+    assert old["score"] == new["score"] == 87.95
+    assert second.get(f"/submissions/{new['submission_id']}").get_json()["profile_version"] == 1
+    assert "only seed a new database" in caplog.text
+
+
+def test_a_new_database_is_seeded_from_the_settings(make_app):
+    client = make_app(time_worst_seconds=60).test_client()
+    created = client.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
+    assert created["score"] == 85.45  # 30 s of 60 s: 7.5 time points instead of 10
 
 
 def test_timestamps_are_stored_as_utc(make_app):

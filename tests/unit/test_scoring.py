@@ -76,8 +76,9 @@ def test_profile_bounds_are_configurable():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"weights": {**dict(Profile().weights), "accuracy": D(16)}},
-        {"weights": {"gpu_utilization": D(100)}},
+        {"weights": {**dict(Profile().weights), "accuracy": D("0.16")}},
+        {"weights": {**dict(Profile().weights), "accuracy": D("0.14999"), "memory_usage": D("0.20001")}},
+        {"weights": {"gpu_utilization": D(1)}},
         {"time_best": D(90), "time_worst": D(90)},
     ],
 )

@@ -1,0 +1,243 @@
+"""Admin routes: participants, moderation, the scoring profile, the audit trail, the export.
+
+Every path under /admin needs an admin's key (gpuq.api.auth guards them all
+before routing). Each change and its audit record commit together; changes
+that move the ranking rebuild the leaderboard index before answering.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from sqlalchemy import select
+
+from gpuq import audit, export, moderation, participants, profiles, rescoring
+from gpuq.api import auth
+from gpuq.api.body import read_json_object
+from gpuq.api.params import bool_param, choice_param, int_param
+from gpuq.api.participants import issued
+from gpuq.api.schemas import AdminParticipantIn, ProfileIn, ReasonIn, validate
+from gpuq.clock import iso_z, now
+from gpuq.errors import FieldError, InvalidInput, NotFound
+from gpuq.leaderboard import get_leaderboard
+from gpuq.scoring import METRICS, Profile
+from gpuq.serialize import number
+from gpuq.store.db import get_db
+from gpuq.store.models import MAX_SUBMISSION_ID, ScoringProfile
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _actor() -> str:
+    return auth.require_admin().name
+
+
+@bp.post("/participants")
+def create_participant():
+    body = validate(AdminParticipantIn, read_json_object(request))
+    name = participants.normalise_name(body.name)
+    moment = now()
+    with get_db().connect() as connection:
+        member, key = participants.create(connection, name, is_admin=body.admin, moment=moment)
+        audit.record(
+            connection,
+            _actor(),
+            "participant.create",
+            f"participant:{name}",
+            None,
+            {"is_admin": body.admin},
+            None,
+            moment,
+        )
+        connection.commit()
+    response = jsonify(issued(member, key))
+    response.status_code = 201
+    response.headers["Location"] = url_for("participants.get_participant", name=member.name)
+    return response
+
+
+@bp.post("/participants/<name>/key")
+def rotate_key(name: str):
+    moment = now()
+    with get_db().connect() as connection:
+        member = participants.get(connection, name)
+        key = participants.rotate_key(connection, member.id, moment)
+        audit.record(
+            connection, _actor(), "key.rotate", f"participant:{member.name}", None, None, None, moment
+        )
+        connection.commit()
+    return jsonify(issued(member, key))
+
+
+@bp.delete("/participants/<name>/key")
+def revoke_key(name: str):
+    moment = now()
+    with get_db().connect() as connection:
+        member = participants.get(connection, name)
+        revoked = participants.revoke_keys(connection, member.id, moment)
+        audit.record(
+            connection, _actor(), "key.revoke", f"participant:{member.name}", None, None, None, moment
+        )
+        connection.commit()
+    return jsonify({"name": member.name, "revoked": revoked})
+
+
+def _moderate_participant(name: str, disqualify: bool):
+    reason = validate(ReasonIn, read_json_object(request)).reason
+    moment = now()
+    action = "participant.disqualify" if disqualify else "participant.reinstate"
+    with get_db().connect() as connection:
+        member = participants.get(connection, name)
+        before, after = moderation.set_participant(connection, member, disqualify, reason, moment)
+        target = f"participant:{member.name}"
+        audit.record(connection, _actor(), action, target, before, after, reason, moment)
+        connection.commit()
+    get_leaderboard().refresh()
+    return jsonify({"target": target, "action": action, "before": before, "after": after})
+
+
+@bp.post("/participants/<name>/disqualify")
+def disqualify_participant(name: str):
+    return _moderate_participant(name, disqualify=True)
+
+
+@bp.post("/participants/<name>/reinstate")
+def reinstate_participant(name: str):
+    return _moderate_participant(name, disqualify=False)
+
+
+def _moderate_submission(submission_id: int, disqualify: bool):
+    reason = validate(ReasonIn, read_json_object(request)).reason
+    if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
+        raise NotFound(f"no submission with id {submission_id}")
+    moment = now()
+    action = "submission.disqualify" if disqualify else "submission.reinstate"
+    target = f"submission:{submission_id}"
+    with get_db().connect() as connection:
+        before, after = moderation.set_submission(connection, submission_id, disqualify, reason, moment)
+        audit.record(connection, _actor(), action, target, before, after, reason, moment)
+        connection.commit()
+    get_leaderboard().refresh()
+    return jsonify({"target": target, "action": action, "before": before, "after": after})
+
+
+@bp.post("/submissions/<int:submission_id>/disqualify")
+def disqualify_submission(submission_id: int):
+    return _moderate_submission(submission_id, disqualify=True)
+
+
+@bp.post("/submissions/<int:submission_id>/reinstate")
+def reinstate_submission(submission_id: int):
+    return _moderate_submission(submission_id, disqualify=False)
+
+
+def _profile_json(profile: Profile, version: int, activated_at: dt.datetime) -> dict[str, Any]:
+    return {
+        "version": version,
+        "weights": {m: number(profile.weights[m]) for m in METRICS},
+        "time_best": number(profile.time_best),
+        "time_worst": number(profile.time_worst),
+        "activated_at": iso_z(activated_at),
+    }
+
+
+_PROFILES = ScoringProfile.__table__
+
+
+@bp.get("/scoring")
+def get_scoring():
+    with get_db().autocommit() as connection:
+        row = connection.execute(
+            select(_PROFILES.c.version, _PROFILES.c.parameters, _PROFILES.c.created_at).where(
+                _PROFILES.c.active
+            )
+        ).one()
+    return jsonify(_profile_json(profiles.parse(row.parameters), row.version, row.created_at))
+
+
+@bp.put("/scoring")
+def put_scoring():
+    """A new profile: ?dry_run=true reports what would change and changes nothing."""
+    dry_run = bool_param("dry_run")
+    body = validate(ProfileIn, read_json_object(request))
+    try:
+        new = Profile(
+            weights={m: getattr(body.weights, m) for m in METRICS},
+            time_best=body.time_best,
+            time_worst=body.time_worst,
+        )
+    except ValueError as exc:
+        field = "weights" if "weight" in str(exc) else "time_worst"
+        raise InvalidInput(f"invalid fields: {field}", [FieldError(field, str(exc))]) from None
+    settings = current_app.config["GPUQ_SETTINGS"]
+    moment = now()
+    with get_db().connect() as connection:
+        current = profiles.active(connection)
+        if current is not None and current[0] == new:
+            return jsonify(
+                {
+                    "dry_run": dry_run,
+                    "changed": False,
+                    "previous_version": current[1],
+                    "version": None if dry_run else current[1],
+                    "rescored": 0,
+                    "scores_changed": 0,
+                    "leaders": [],
+                }
+            )
+        outcome = rescoring.change_profile(connection, new, moment, dry_run, settings.admin_timeout)
+        result = {
+            "dry_run": dry_run,
+            "changed": True,
+            "previous_version": outcome.previous_version,
+            "version": outcome.version,
+            "rescored": outcome.rescored,
+            "scores_changed": outcome.scores_changed,
+            "leaders": [
+                {**item, "score": number(item["score"]), "previous_score": number(item["previous_score"])}
+                for item in outcome.leaders
+            ],
+        }
+        if dry_run:
+            connection.rollback()
+            return jsonify(result)
+        before = {"version": outcome.previous_version, **(current[0].as_dict() if current else {})}
+        after = {"version": outcome.version, **new.as_dict()}
+        summary = {"rescored": outcome.rescored, "scores_changed": outcome.scores_changed}
+        audit.record(
+            connection,
+            _actor(),
+            "scoring.change",
+            "scoring",
+            before,
+            {**after, **summary},
+            body.reason,
+            moment,
+        )
+        connection.commit()
+    profiles.forget()
+    get_leaderboard().refresh()
+    return jsonify(result)
+
+
+@bp.get("/audit")
+def audit_trail():
+    limit = int_param("limit", 50, 1, 500)
+    offset = int_param("offset", 0, 0, 10_000_000)
+    with get_db().autocommit() as connection:
+        events, total = audit.page(connection, offset, limit)
+    return jsonify({"events": events, "total": total, "limit": limit, "offset": offset})
+
+
+@bp.get("/export")
+def export_all():
+    fmt = choice_param("format", tuple(export.FORMATS), "json")
+    _, version = profiles.get_profile()
+    header = {"exported_at": iso_z(now()), "active_profile_version": version}
+    body = export.stream(get_db().connect, fmt, header)
+    response = Response(stream_with_context(body), mimetype=export.FORMATS[fmt])
+    stamp = now().strftime("%Y%m%dT%H%M%SZ")
+    response.headers["Content-Disposition"] = f'attachment; filename="gpuq-export-{stamp}.{fmt}"'
+    return response

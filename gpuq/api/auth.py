@@ -1,0 +1,73 @@
+"""Who is calling: `Authorization: Bearer <API key>`, read once per request.
+
+* No header: an anonymous caller (None).
+* A header that is not a Bearer key, or a key that is unknown, revoked or
+  malformed: 401 with `WWW-Authenticate: Bearer`. A bad key never falls back
+  to anonymous, so a typo cannot silently submit without attribution.
+* Everything under /admin needs an admin's key: 401 without a key, 403 with a
+  participant's, for every method and every path there (before routing, so
+  that even a wrong method or path says nothing to a non-admin). Admin
+  requests are outside the daily request limit (organisers' scripts must not
+  lock themselves out); refused ones are answered before it is counted.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+
+from gpuq import participants
+from gpuq.errors import Forbidden, Unauthorized
+from gpuq.participants import Member
+from gpuq.store.db import get_db
+
+_UNSET = object()
+ADMIN_PREFIX = "/admin"
+
+
+def caller() -> Member | None:
+    """The authenticated participant, or None without an Authorization header; raises Unauthorized."""
+    found = g.get("gpuq_caller", _UNSET)
+    if found is _UNSET:
+        found = _authenticate(request.headers.get("Authorization"))
+        g.gpuq_caller = found
+    return found  # type: ignore[return-value]
+
+
+def _authenticate(header: str | None) -> Member | None:
+    if header is None:
+        return None
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("send the API key as 'Authorization: Bearer <key>'")
+    with get_db().autocommit() as connection:
+        member = participants.authenticate(connection, key.strip())
+    if member is None:
+        raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
+    return member
+
+
+def require_participant() -> Member:
+    """The caller, who must have sent a valid key; raises Unauthorized."""
+    member = caller()
+    if member is None:
+        raise Unauthorized("this needs an API key: 'Authorization: Bearer <key>'")
+    return member
+
+
+def require_admin() -> Member:
+    """The caller, who must be an admin; raises Unauthorized or Forbidden."""
+    member = require_participant()
+    if not member.is_admin:
+        raise Forbidden("this needs an admin's API key")
+    return member
+
+
+def init_app(app: Flask) -> None:
+    """Install the /admin guard; call before gpuq.ratelimit.init_app (it must run first)."""
+
+    @app.before_request
+    def guard_admin_routes() -> None:
+        path = request.path
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            require_admin()
+            g.gpuq_unlimited = True

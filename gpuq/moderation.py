@@ -1,0 +1,164 @@
+"""Disqualifying and reinstating submissions and participants.
+
+Disqualified entries leave both leaderboard views but stay stored (with the
+time and reason) and visible to admins and in the export. What the views
+hold is derived, in one place (`place_participant`, `place_anonymous`):
+
+* `ranked`: the submission is not disqualified, nor is its participant;
+* `leads`: ranked, and anonymous or the participant's best ranked submission
+  (higher score, then smaller id).
+
+Every change locks the active scoring profile's row first: admin changes
+(this module and gpuq.rescoring) then run one at a time, and always take
+their locks in the same order as submissions do (profile, participant,
+submissions), so they cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from gpuq import participants
+from gpuq.clock import iso_z
+from gpuq.errors import Conflict, NotFound
+from gpuq.participants import Member
+from gpuq.store.models import Participant, ScoringProfile, Submission
+
+TABLE = Submission.__table__
+PARTICIPANTS = Participant.__table__
+PROFILES = ScoringProfile.__table__
+
+
+def lock_admin_changes(connection: Connection) -> None:
+    """Serialise admin changes (see the module docstring). SQLite serialises writers anyway."""
+    connection.execute(select(PROFILES.c.version).where(PROFILES.c.active).with_for_update())
+
+
+def place_participants(connection: Connection, participant_id: int | None = None) -> None:
+    """Recompute `ranked` and `leads` of one participant's submissions (all participants' when None)."""
+    scope = (
+        TABLE.c.participant_id.is_not(None)
+        if participant_id is None
+        else (TABLE.c.participant_id == participant_id)
+    )
+    owner_disqualified = (
+        select(PARTICIPANTS.c.disqualified_at)
+        .where(PARTICIPANTS.c.id == TABLE.c.participant_id)
+        .scalar_subquery()
+    )
+    connection.execute(
+        update(TABLE)
+        .where(scope)
+        .values(ranked=and_(TABLE.c.disqualified_at.is_(None), owner_disqualified.is_(None)))
+    )
+    other = TABLE.alias("other")
+    best = (
+        select(other.c.id)
+        .where(other.c.participant_id == TABLE.c.participant_id, other.c.ranked)
+        .order_by(other.c.score.desc(), other.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    connection.execute(update(TABLE).where(scope).values(leads=and_(TABLE.c.ranked, TABLE.c.id == best)))
+
+
+def place_anonymous(connection: Connection, submission_id: int) -> None:
+    ranked = TABLE.c.disqualified_at.is_(None)
+    connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=ranked, leads=ranked))
+
+
+def _submission_state(connection: Connection, submission_id: int) -> dict[str, Any]:
+    row = connection.execute(
+        select(
+            TABLE.c.participant_id, TABLE.c.disqualified_at, TABLE.c.disqualify_reason, TABLE.c.ranked
+        ).where(TABLE.c.id == submission_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no submission with id {submission_id}")
+    return {
+        "participant_id": row.participant_id,
+        "disqualified": row.disqualified_at is not None,
+        "disqualified_at": None if row.disqualified_at is None else iso_z(row.disqualified_at),
+        "disqualify_reason": row.disqualify_reason,
+        "ranked": row.ranked,
+    }
+
+
+def set_submission(
+    connection: Connection, submission_id: int, disqualify: bool, reason: str, moment: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Disqualify or reinstate a submission; returns its state (before, after).
+
+    Raises NotFound, or Conflict when it already is in the asked state. Does not commit.
+    """
+    lock_admin_changes(connection)
+    before = _submission_state(connection, submission_id)
+    if before["disqualified"] == disqualify:
+        state = "disqualified" if disqualify else "not disqualified"
+        raise Conflict(f"submission {submission_id} is already {state}")
+    connection.execute(
+        update(TABLE)
+        .where(TABLE.c.id == submission_id)
+        .values(
+            disqualified_at=moment if disqualify else None,
+            disqualify_reason=reason if disqualify else None,
+        )
+    )
+    if before["participant_id"] is None:
+        place_anonymous(connection, submission_id)
+    else:
+        _lock_participant(connection, before["participant_id"])
+        place_participants(connection, before["participant_id"])
+    return _without_owner(before), _without_owner(_submission_state(connection, submission_id))
+
+
+def _without_owner(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != "participant_id"}
+
+
+def _lock_participant(connection: Connection, participant_id: int) -> Member:
+    """Lock the participant's row and return it as it is now."""
+    row = connection.execute(
+        select(*participants.MEMBER_COLUMNS).where(PARTICIPANTS.c.id == participant_id).with_for_update()
+    ).one()
+    return Member(*row)
+
+
+def participant_state(member: Member) -> dict[str, Any]:
+    return {
+        "disqualified": member.disqualified,
+        "disqualified_at": None if member.disqualified_at is None else iso_z(member.disqualified_at),
+        "disqualify_reason": member.disqualify_reason,
+    }
+
+
+def set_participant(
+    connection: Connection, member: Member, disqualify: bool, reason: str, moment: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Disqualify or reinstate a participant and all their submissions' places; returns (before, after).
+
+    Raises Conflict when they already are in the asked state. Does not commit.
+    """
+    lock_admin_changes(connection)
+    member = _lock_participant(connection, member.id)
+    if member.disqualified == disqualify:
+        state = "disqualified" if disqualify else "not disqualified"
+        raise Conflict(f"participant {member.name!r} is already {state}")
+    connection.execute(
+        update(PARTICIPANTS)
+        .where(PARTICIPANTS.c.id == member.id)
+        .values(
+            disqualified_at=moment if disqualify else None,
+            disqualify_reason=reason if disqualify else None,
+        )
+    )
+    place_participants(connection, member.id)
+    after = {
+        "disqualified": disqualify,
+        "disqualified_at": iso_z(moment) if disqualify else None,
+        "disqualify_reason": reason if disqualify else None,
+    }
+    return participant_state(member), after

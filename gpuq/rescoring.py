@@ -1,0 +1,231 @@
+"""Changing the scoring profile: a new version, every submission rescored in one pass.
+
+`change_profile` runs inside the caller's transaction:
+
+1. lock the active profile's row and retire it; record the new version as
+   active (skipped for a dry run). Submissions are fenced on the active
+   version (gpuq.submissions), so none is scored with the old profile after
+   this commits;
+2. keep every submission's current score in a temporary table;
+3. rescore every submission (disqualified ones too): on PostgreSQL one
+   set-based UPDATE computing the points with NUMERIC arithmetic, exactly as
+   gpuq.scoring does (half-up rounding, one division last, 20 decimal places
+   before rounding to 4); on SQLite, whose numbers are binary floats, a
+   batched pass through gpuq.scoring itself in the same transaction;
+4. recompute each participant's leading submission (their best may change);
+5. compare the view `best` before and after.
+
+A dry run does all of it and the caller rolls the transaction back, so what
+it reports is exactly what applying would do, and nothing changes. The old
+scores stay explainable: each submission recorded the version that scored
+it, the retired versions stay stored, and the audit trail keeps the change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    MetaData,
+    Numeric,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from gpuq import moderation, profiles, scoring
+from gpuq.participants import PARTICIPANTS
+from gpuq.scoring import METRICS, PERCENT_METRICS, Profile
+from gpuq.store.models import ID, SCORE, ScoringProfile, Submission
+
+TABLE = Submission.__table__
+PROFILES = ScoringProfile.__table__
+BATCH = 5000
+
+_scratch = MetaData()
+BEFORE = Table(
+    "rescore_before",
+    _scratch,
+    Column("id", ID, primary_key=True),
+    Column("score", SCORE, nullable=False),
+    Column("leads", Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    previous_version: int
+    version: int | None
+    """The new version; None for a dry run."""
+    rescored: int
+    scores_changed: int
+    leaders: list[dict[str, Any]]
+    """The top of view best after the change, each with its score and rank before."""
+
+
+def change_profile(
+    connection: Connection,
+    new: Profile,
+    moment: dt.datetime,
+    dry_run: bool,
+    timeout_seconds: float,
+    top: int = 20,
+) -> Outcome:
+    """Make `new` the active profile and rescore everything (see the module docstring).
+
+    Statements may run for `timeout_seconds` (the request path's short
+    timeout would stop a large rescore). Submissions wait for the change to
+    commit, and get a 503 with Retry-After if that takes longer than their own
+    timeout. Does not commit; for a dry run the caller must roll back.
+    """
+    allow_long_statements(connection, timeout_seconds)
+    moderation.lock_admin_changes(connection)
+    found = profiles.active(connection)
+    assert found is not None, "a database with submissions has an active profile"
+    previous_version = found[1]
+    version = None
+    if not dry_run:
+        version = profiles.newest_version(connection) + 1
+        connection.execute(update(PROFILES).where(PROFILES.c.active).values(active=False))
+        connection.execute(
+            insert(PROFILES).values(
+                version=version, parameters=profiles.canonical(new), created_at=moment, active=True
+            )
+        )
+    BEFORE.drop(connection, checkfirst=True)
+    BEFORE.create(connection)
+    try:
+        connection.execute(
+            insert(BEFORE).from_select(
+                ["id", "score", "leads"], select(TABLE.c.id, TABLE.c.score, TABLE.c.leads)
+            )
+        )
+        if connection.dialect.name == "postgresql":
+            rescored = _rescore_in_sql(connection, new, version)
+        else:
+            rescored = _rescore_in_python(connection, new, version)
+        moderation.place_participants(connection)
+        changed = connection.scalar(
+            select(func.count())
+            .select_from(TABLE.join(BEFORE, BEFORE.c.id == TABLE.c.id))
+            .where(BEFORE.c.score != TABLE.c.score)
+        )
+        leaders = _leaders_compared(connection, top)
+    finally:
+        BEFORE.drop(connection)
+    return Outcome(previous_version, version, rescored, changed or 0, leaders)
+
+
+def allow_long_statements(connection: Connection, seconds: float) -> None:
+    """Raise PostgreSQL's statement timeout for the rest of this transaction."""
+    if connection.dialect.name == "postgresql":
+        milliseconds = max(1, int(seconds * 1000))
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+
+
+def _points_sql(profile: Profile) -> dict[str, Any]:
+    """Each metric's points as a SQL expression, computed like gpuq.scoring.score."""
+
+    def const(value: Decimal) -> Any:
+        return literal(value, Numeric(40, 20))
+
+    points: dict[str, Any] = {}
+    for name in PERCENT_METRICS:
+        points[name] = func.round(const(profile.weights[name]) * TABLE.c[name], 4)
+    seconds = TABLE.c.completion_time
+    best, worst = const(profile.time_best), const(profile.time_worst)
+    most = const(profile.max_points("completion_time"))
+    between = cast(most * (worst - seconds), Numeric(60, 20)) / (worst - best)
+    points["completion_time"] = func.round(
+        case((seconds <= best, most), (seconds >= worst, const(Decimal(0))), else_=between), 4
+    )
+    return points
+
+
+def _rescore_in_sql(connection: Connection, profile: Profile, version: int | None) -> int:
+    points = _points_sql(profile)
+    values: dict[str, Any] = {f"points_{name}": points[name] for name in METRICS}
+    values["score"] = func.round(sum((points[name] for name in METRICS[1:]), points[METRICS[0]]), 2)
+    if version is not None:
+        values["profile_version"] = version
+    return connection.execute(update(TABLE).values(**values)).rowcount
+
+
+_RESCORE_ROW = (
+    update(TABLE)
+    .where(TABLE.c.id == bindparam("row_id"))
+    .values(
+        score=bindparam("new_score", type_=SCORE),
+        **{f"points_{m}": bindparam(f"new_{m}", type_=TABLE.c[f"points_{m}"].type) for m in METRICS},
+    )
+)
+
+
+def _rescore_in_python(connection: Connection, profile: Profile, version: int | None) -> int:
+    count, last = 0, 0
+    columns = [TABLE.c.id, *(TABLE.c[m] for m in METRICS)]
+    while rows := connection.execute(
+        select(*columns).where(TABLE.c.id > last).order_by(TABLE.c.id).limit(BATCH)
+    ).all():
+        updates = []
+        for row in rows:
+            result = scoring.score(dict(zip(METRICS, row[1:], strict=True)), profile)
+            updates.append(
+                {
+                    "row_id": row[0],
+                    "new_score": result.total,
+                    **{f"new_{m}": result.points[m] for m in METRICS},
+                }
+            )
+        connection.execute(_RESCORE_ROW, updates)
+        count += len(rows)
+        last = rows[-1][0]
+    if version is not None:
+        connection.execute(update(TABLE).values(profile_version=version))
+    return count
+
+
+def _leaders_compared(connection: Connection, top: int) -> list[dict[str, Any]]:
+    """The first `top` entries of view best now, with their score and rank in view best before."""
+    rows = connection.execute(
+        select(TABLE.c.id, TABLE.c.score, PARTICIPANTS.c.name, BEFORE.c.score, BEFORE.c.leads)
+        .join(BEFORE, BEFORE.c.id == TABLE.c.id)
+        .outerjoin(PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id)
+        .where(TABLE.c.leads)
+        .order_by(TABLE.c.score.desc(), TABLE.c.id)
+        .limit(top)
+    ).all()
+    leaders = []
+    for rank, (submission_id, score, name, old_score, old_leads) in enumerate(rows, start=1):
+        old_rank = None
+        if old_leads:
+            better = or_(
+                BEFORE.c.score > old_score, and_(BEFORE.c.score == old_score, BEFORE.c.id < submission_id)
+            )
+            old_rank = (connection.scalar(select(func.count()).where(BEFORE.c.leads, better)) or 0) + 1
+        leaders.append(
+            {
+                "rank": rank,
+                "previous_rank": old_rank,
+                "submission_id": submission_id,
+                "participant": name,
+                "score": score,
+                "previous_score": old_score,
+            }
+        )
+    return leaders
