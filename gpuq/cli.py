@@ -6,8 +6,12 @@ Also reachable as `python -m gpuq ...`. Reads `.env` and the environment like th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 from dotenv import load_dotenv
+from sqlalchemy import Engine
 
 from gpuq.config import Settings
 
@@ -90,15 +94,20 @@ def participants_group() -> None:
     """Participants and their API keys (the first admin is created here)."""
 
 
-def _database():
+@contextlib.contextmanager
+def _database() -> Iterator[Engine]:
+    """An engine on an up-to-date database, disposed of afterwards."""
     from gpuq.store import migrate
     from gpuq.store.db import make_engine
 
     engine = make_engine(_settings())
-    if not migrate.is_current(engine):
-        click.echo("migrations pending: run `gpuq db upgrade` first", err=True)
-        raise SystemExit(1)
-    return engine
+    try:
+        if not migrate.is_current(engine):
+            click.echo("migrations pending: run `gpuq db upgrade` first", err=True)
+            raise SystemExit(1)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @participants_group.command()
@@ -112,10 +121,9 @@ def create(name: str, admin: bool) -> None:
     from gpuq.clock import utcnow
     from gpuq.errors import Conflict, InvalidInput
 
-    engine = _database()
     try:
         normalised = participants.normalise_name(name)
-        with engine.connect() as connection:
+        with _database() as engine, engine.connect() as connection:
             member, key = participants.create(connection, normalised, is_admin=admin, moment=utcnow())
             actor = f"{audit.CLI_ACTOR}:{getpass.getuser()}"
             audit.record(
@@ -148,9 +156,8 @@ def rotate_key(name: str) -> None:
     from gpuq.clock import utcnow
     from gpuq.errors import NotFound
 
-    engine = _database()
     try:
-        with engine.connect() as connection:
+        with _database() as engine, engine.connect() as connection:
             member = participants.get(connection, name)
             key = participants.rotate_key(connection, member.id, utcnow())
             actor = f"{audit.CLI_ACTOR}:{getpass.getuser()}"

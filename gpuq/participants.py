@@ -36,6 +36,7 @@ from gpuq.errors import Conflict, FieldError, InvalidInput, NotFound
 from gpuq.store.models import ApiKey, Participant
 
 KEY_PREFIX = "gpuq_"
+KEY_ID_LENGTH = 12
 _NAME = re.compile(r"[A-Za-z0-9_-]{3,32}")
 _KEY = re.compile(r"gpuq_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
@@ -95,13 +96,18 @@ def hash_key(key: str) -> str:
 
 def new_key() -> tuple[str, str]:
     """A fresh key and its id."""
-    key_id = secrets.token_hex(6)
+    key_id = secrets.token_hex(KEY_ID_LENGTH // 2)
     return f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}", key_id
 
 
 def key_prefix(key_id: str) -> str:
     """How a key is shown once its secret part is gone."""
     return f"{KEY_PREFIX}{key_id}"
+
+
+def prefix_of(key: str) -> str:
+    """The shown prefix of a whole key (its random part may itself hold "_")."""
+    return key[: len(KEY_PREFIX) + KEY_ID_LENGTH]
 
 
 def create(connection: Connection, name: str, is_admin: bool, moment: dt.datetime) -> tuple[Member, str]:

@@ -78,17 +78,28 @@ class FrozenClock:
         self.now += dt.timedelta(seconds=seconds)
 
 
-def truncate(app: Flask) -> None:
-    engine = get_db(app).engine
+TABLES = (
+    "idempotency_keys",
+    "audit_events",
+    "submissions",
+    "api_keys",
+    "participants",
+    "scoring_profiles",
+)
+"""Every table, children before parents."""
+
+
+def empty_tables(engine: Any) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(
-                text("TRUNCATE idempotency_keys, submissions, scoring_profiles RESTART IDENTITY CASCADE")
-            )
+            connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         else:
-            connection.execute(text("DELETE FROM idempotency_keys"))
-            connection.execute(text("DELETE FROM submissions"))
-            connection.execute(text("DELETE FROM scoring_profiles"))
+            for table in TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))
+
+
+def truncate(app: Flask) -> None:
+    empty_tables(get_db(app).engine)
 
 
 @pytest.fixture(params=["embedded", "postgres_redis"])
@@ -145,6 +156,27 @@ def stored_count(app: Flask) -> int:
         return connection.execute(text("SELECT count(*) FROM submissions")).scalar_one()
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def register(client: Any, name: str) -> str:
+    """Register `name` through the API; returns the API key."""
+    response = client.post("/participants", json={"name": name})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["api_key"]
+
+
+def make_admin(app: Flask, name: str = "organiser") -> str:
+    """Create an admin the way `gpuq participants create NAME --admin` does; returns the key."""
+    from gpuq import participants
+
+    with get_db(app).connect() as connection:
+        _, key = participants.create(connection, name, is_admin=True, moment=dt.datetime.now(dt.UTC))
+        connection.commit()
+    return key
+
+
 def as_decimal(value: Any) -> Decimal:
     return Decimal(str(value))
 
@@ -194,10 +226,7 @@ def database(pg_url: str) -> Iterator[str]:
 
     def empty() -> None:
         engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.begin() as connection:
-            connection.execute(
-                text("TRUNCATE idempotency_keys, submissions, scoring_profiles RESTART IDENTITY CASCADE")
-            )
+        empty_tables(engine)
         engine.dispose()
 
     empty()

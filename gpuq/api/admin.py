@@ -148,6 +148,7 @@ _PROFILES = ScoringProfile.__table__
 
 @bp.get("/scoring")
 def get_scoring():
+    profiles.get_profile()  # a new database gets its first version here
     with get_db().autocommit() as connection:
         row = connection.execute(
             select(_PROFILES.c.version, _PROFILES.c.parameters, _PROFILES.c.created_at).where(
@@ -172,6 +173,7 @@ def put_scoring():
         field = "weights" if "weight" in str(exc) else "time_worst"
         raise InvalidInput(f"invalid fields: {field}", [FieldError(field, str(exc))]) from None
     settings = current_app.config["GPUQ_SETTINGS"]
+    profiles.get_profile()  # a new database gets its first version here
     moment = now()
     with get_db().connect() as connection:
         current = profiles.active(connection)

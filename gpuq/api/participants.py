@@ -37,7 +37,7 @@ def issued(member: Member, key: str) -> dict[str, Any]:
         "name": member.name,
         "is_admin": member.is_admin,
         "api_key": key,
-        "key_prefix": key.rsplit("_", 1)[0],
+        "key_prefix": participants.prefix_of(key),
         "created_at": iso_z(now()),
     }
 
