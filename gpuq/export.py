@@ -83,10 +83,15 @@ def as_csv(records: Iterator[dict[str, Any]]) -> Iterator[str]:
     writer = csv.DictWriter(buffer, FIELDS, lineterminator="\n")
     writer.writeheader()
     for count, record in enumerate(records, start=1):
-        writer.writerow(record)
+        writer.writerow({k: _csv_value(v) for k, v in record.items()})
         if count % BATCH == 0:
             yield _drain(buffer)
     yield _drain(buffer)
+
+
+def _csv_value(value: Any) -> Any:
+    """Booleans as JSON writes them (true/false), so that both formats read alike."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 def as_json(records: Iterator[dict[str, Any]], header: dict[str, Any]) -> Iterator[str]:

@@ -200,18 +200,32 @@ class DatabaseLeaderboard:
                 last = rows[-1][0]
 
 
-# Keep a participant's best entry in the `best` set: replace their current one only
-# when the new composite key is higher (the ranking rule). KEYS: best set, holders
-# hash (name -> member). ARGV: name, member, composite key.
-_TAKE_BEST = """
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old then
-  local held = redis.call('ZSCORE', KEYS[1], old)
-  if held and tonumber(held) >= tonumber(ARGV[3]) then return 0 end
-  redis.call('ZREM', KEYS[1], old)
+# Index one ranked entry, atomically. KEYS: the all set, the best set, the holders hash
+# (participant name -> their member in the best set). ARGV: member, composite key, the
+# participant's name ("" when anonymous).
+# * A member already in the all set with another key was indexed by a rebuild after a
+#   rescoring: this write carries the old score and is dropped.
+# * A participant's entry replaces their current one in the best set only when its
+#   composite key is higher (the ranking rule); an anonymous entry stands alone.
+_INDEX = """
+local indexed = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if indexed then
+  if tonumber(indexed) ~= tonumber(ARGV[2]) then return 0 end
+else
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == '' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  return 1
+end
+local old = redis.call('HGET', KEYS[3], ARGV[3])
+if old then
+  local held = redis.call('ZSCORE', KEYS[2], old)
+  if held and tonumber(held) >= tonumber(ARGV[2]) then return 1 end
+  redis.call('ZREM', KEYS[2], old)
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
 return 1
 """
 
@@ -252,7 +266,7 @@ class RedisLeaderboard:
         self.keys = {"all": key, "best": f"{key}:best"}
         self.holders_key = f"{key}:best:holders"
         self.version_key = f"{key}:version"
-        self._take_best = client.register_script(_TAKE_BEST)
+        self._index_script = client.register_script(_INDEX)
         self._check_seconds = check_seconds
         self._monotonic = monotonic
         self._next_check = 0.0  # verify before the first read
@@ -268,13 +282,10 @@ class RedisLeaderboard:
         self._must_rebuild = self._must_rebuild or rebuild
 
     def _index(self, pipe: redis.client.Pipeline, entry: Entry, keys: tuple[str, str, str]) -> None:
-        """Queue the commands that index one ranked entry into (all, best, holders)."""
-        member, composite = _member(entry), composite_key(entry.score, entry.submission_id)
-        pipe.zadd(keys[0], {member: composite})
-        if entry.participant is None:
-            pipe.zadd(keys[1], {member: composite})
-        else:
-            self._take_best(keys=[keys[1], keys[2]], args=[entry.participant, member, composite], client=pipe)
+        """Queue the script that indexes one ranked entry into (all, best, holders)."""
+        composite = composite_key(entry.score, entry.submission_id)
+        args = [_member(entry), composite, entry.participant or ""]
+        self._index_script(keys=list(keys), args=args, client=pipe)
 
     def add(self, entry: Entry) -> int | None:
         try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from gpuq import participants
 from gpuq.clock import iso_z
@@ -37,32 +37,43 @@ def lock_admin_changes(connection: Connection) -> None:
     connection.execute(select(PROFILES.c.version).where(PROFILES.c.active).with_for_update())
 
 
-def place_participants(connection: Connection, participant_id: int | None = None) -> None:
-    """Recompute `ranked` and `leads` of one participant's submissions (all participants' when None)."""
-    scope = (
-        TABLE.c.participant_id.is_not(None)
-        if participant_id is None
-        else (TABLE.c.participant_id == participant_id)
-    )
+def rank_participant(connection: Connection, participant_id: int) -> None:
+    """Recompute `ranked` of one participant's submissions, then their leader."""
     owner_disqualified = (
-        select(PARTICIPANTS.c.disqualified_at)
-        .where(PARTICIPANTS.c.id == TABLE.c.participant_id)
-        .scalar_subquery()
+        select(PARTICIPANTS.c.disqualified_at).where(PARTICIPANTS.c.id == participant_id).scalar_subquery()
     )
     connection.execute(
         update(TABLE)
-        .where(scope)
+        .where(TABLE.c.participant_id == participant_id)
         .values(ranked=and_(TABLE.c.disqualified_at.is_(None), owner_disqualified.is_(None)))
     )
-    other = TABLE.alias("other")
-    best = (
-        select(other.c.id)
-        .where(other.c.participant_id == TABLE.c.participant_id, other.c.ranked)
-        .order_by(other.c.score.desc(), other.c.id)
-        .limit(1)
-        .scalar_subquery()
+    place_leaders(connection, participant_id)
+
+
+def place_leaders(connection: Connection, participant_id: int | None = None) -> None:
+    """Recompute `leads` of one participant's submissions (every participant's when None).
+
+    Set-based and touching only rows that change: each participant's best ranked
+    submission is found with one window function (PostgreSQL and SQLite alike).
+    """
+    mine = TABLE.c.participant_id.is_not(None)
+    if participant_id is not None:
+        mine = TABLE.c.participant_id == participant_id
+    # Unranked rows never lead.
+    connection.execute(update(TABLE).where(mine, TABLE.c.leads, ~TABLE.c.ranked).values(leads=False))
+    place = (
+        func.row_number()
+        .over(partition_by=TABLE.c.participant_id, order_by=(TABLE.c.score.desc(), TABLE.c.id))
+        .label("place")
     )
-    connection.execute(update(TABLE).where(scope).values(leads=and_(TABLE.c.ranked, TABLE.c.id == best)))
+    ordered = select(TABLE.c.participant_id, TABLE.c.id, place).where(mine, TABLE.c.ranked).subquery()
+    best = select(ordered.c.participant_id, ordered.c.id).where(ordered.c.place == 1).subquery()
+    leads = TABLE.c.id == best.c.id
+    connection.execute(
+        update(TABLE)
+        .where(TABLE.c.participant_id == best.c.participant_id, TABLE.c.ranked, TABLE.c.leads != leads)
+        .values(leads=leads)
+    )
 
 
 def place_anonymous(connection: Connection, submission_id: int) -> None:
@@ -111,7 +122,7 @@ def set_submission(
         place_anonymous(connection, submission_id)
     else:
         _lock_participant(connection, before["participant_id"])
-        place_participants(connection, before["participant_id"])
+        rank_participant(connection, before["participant_id"])
     return _without_owner(before), _without_owner(_submission_state(connection, submission_id))
 
 
@@ -155,7 +166,7 @@ def set_participant(
             disqualify_reason=reason if disqualify else None,
         )
     )
-    place_participants(connection, member.id)
+    rank_participant(connection, member.id)
     after = {
         "disqualified": disqualify,
         "disqualified_at": iso_z(moment) if disqualify else None,

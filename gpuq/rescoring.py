@@ -119,7 +119,7 @@ def change_profile(
             rescored = _rescore_in_sql(connection, new, version)
         else:
             rescored = _rescore_in_python(connection, new, version)
-        moderation.place_participants(connection)
+        moderation.place_leaders(connection)
         changed = connection.scalar(
             select(func.count())
             .select_from(TABLE.join(BEFORE, BEFORE.c.id == TABLE.c.id))

@@ -117,35 +117,60 @@ def record(
         "participant_id": None if participant is None else participant[0],
         "leads": participant is None,
     }
+    disqualified = False
+    if participant is not None:
+        disqualified = _lock_in_order(connection, profile_version, participant[0])
     submission_id = connection.execute(_INSERT, values).scalar_one_or_none()
     if submission_id is None:
         raise ProfileChanged(f"scoring profile {profile_version} is no longer active")
     ranked = leads = True
     if participant is not None:
-        ranked, leads = take_lead(connection, participant[0], submission_id, result.total)
+        ranked, leads = take_lead(connection, participant[0], submission_id, result.total, disqualified)
     name = None if participant is None else participant[1]
     row = {**values, "id": submission_id, "participant": name, "ranked": ranked, "leads": leads}
     return StoredSubmission.from_row(row)
+
+
+_PROFILE_SHARE = (
+    select(PROFILES.c.version)
+    .where(PROFILES.c.version == bindparam("version"), PROFILES.c.active)
+    .with_for_update(read=True)
+)
+_PARTICIPANT_LOCK = (
+    select(PARTICIPANTS.c.disqualified_at)
+    .where(PARTICIPANTS.c.id == bindparam("pid"))
+    .with_for_update(key_share=True)
+)
+
+
+def _lock_in_order(connection: Connection, profile_version: int, participant_id: int) -> bool:
+    """Take a participant submission's locks before its INSERT, in the order every writer
+    uses (the active profile's row, then the participant's row), so that submissions,
+    moderation and rescoring never deadlock; returns whether the participant is disqualified.
+
+    The participant's row is locked FOR NO KEY UPDATE: it serialises their submissions
+    without blocking the foreign-key checks of other inserts.
+    """
+    if connection.execute(_PROFILE_SHARE, {"version": profile_version}).first() is None:
+        raise ProfileChanged(f"scoring profile {profile_version} is no longer active")
+    return connection.execute(_PARTICIPANT_LOCK, {"pid": participant_id}).scalar_one() is not None
 
 
 _LEADER = select(TABLE.c.id, TABLE.c.score).where(TABLE.c.participant_id == bindparam("pid"), TABLE.c.leads)
 
 
 def take_lead(
-    connection: Connection, participant_id: int, submission_id: int, score: Decimal
+    connection: Connection, participant_id: int, submission_id: int, score: Decimal, disqualified: bool
 ) -> tuple[bool, bool]:
     """Place a participant's new submission: returns (ranked, leads).
 
     It leads when it beats the participant's current leader (higher score, or
-    equal score and smaller id). Locks the participant's row first, so that two
-    submissions of one participant, or a submission and a disqualification,
-    decide one after the other (SQLite serialises writers anyway); a
-    participant disqualified meanwhile gets an unranked row.
+    equal score and smaller id). The caller holds the participant's row lock
+    (`_lock_in_order`), so two submissions of one participant, or a submission
+    and a disqualification, decide one after the other (SQLite serialises
+    writers anyway); a participant disqualified meanwhile gets an unranked row.
     """
-    disqualified_at = connection.execute(
-        select(PARTICIPANTS.c.disqualified_at).where(PARTICIPANTS.c.id == participant_id).with_for_update()
-    ).scalar_one()
-    if disqualified_at is not None:
+    if disqualified:
         connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=false()))
         return False, False
     leader = connection.execute(_LEADER, {"pid": participant_id}).first()
