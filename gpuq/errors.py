@@ -29,10 +29,16 @@ class InvalidInput(GpuqError):
         self.status = status
 
 
-class NotFound(GpuqError):
+class Refused(GpuqError):
+    """A refusal whose answer is its status and `detail` (the subclass says which status)."""
+
     def __init__(self, detail: str):
         super().__init__(detail)
         self.detail = detail
+
+
+class NotFound(Refused):
+    """No such thing (404)."""
 
 
 class RateLimited(GpuqError):
@@ -53,25 +59,13 @@ class Unavailable(GpuqError):
         self.retry_after = retry_after
 
 
-class Unauthorized(GpuqError):
+class Unauthorized(Refused):
     """No valid API key where one is needed (401, with WWW-Authenticate: Bearer)."""
 
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
 
-
-class Forbidden(GpuqError):
+class Forbidden(Refused):
     """A valid key that may not do this (403)."""
 
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
 
-
-class Conflict(GpuqError):
+class Conflict(Refused):
     """The request contradicts what is stored (409), e.g. a name already taken."""
-
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail

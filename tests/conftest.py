@@ -21,6 +21,7 @@ from gpuq import create_app
 from gpuq.config import Settings
 from gpuq.store import migrate
 from gpuq.store.db import get_db, make_engine
+from gpuq.store.redis import get_redis
 from tests import services
 from tests.services import RedisServer, free_port, wait_for_port
 
@@ -139,6 +140,9 @@ def make_app(backend: dict[str, Any]) -> Iterator[Any]:
         truncate(apps[0])
     for app in apps:
         get_db(app).engine.dispose()
+        client = get_redis(app)
+        if client is not None:
+            client.connection_pool.disconnect()
 
 
 @pytest.fixture
@@ -158,6 +162,16 @@ def stored_count(app: Flask) -> int:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def submit_as(client: Any, key: str | None = None, address: str = "10.0.0.1", **metrics: Any) -> Any:
+    """POST the worked example (with `metrics` changed) from `address`, with `key` if given."""
+    return client.post(
+        "/submit_qualification",
+        json={**WORKED_EXAMPLE, **metrics},
+        headers=bearer(key) if key else {},
+        environ_base={"REMOTE_ADDR": address},
+    )
 
 
 def register(client: Any, name: str) -> str:

@@ -391,3 +391,61 @@ def test_a_worker_killed_mid_request_then_a_retry_with_the_same_key_stores_exact
     submission_id = retry.json()["submission_id"]
     assert [sid for sid, _ in stored(database)] == [1, submission_id]  # the warm-up and this one, once
     engine.dispose()
+
+
+def test_participants_and_an_organiser_against_two_server_processes(start_server, database, redis_server):
+    """The first admin from the command line; keys over HTTP; one participant limited once
+    across addresses and servers; a profile change seen by both; no key in any log."""
+    env = {**os.environ, "DATABASE_URL": database}
+    created = run_quietly(
+        [sys.executable, "-m", "gpuq", "participants", "create", "organiser", "--admin"], env
+    )
+    assert created.returncode == 0, created.stderr
+    admin = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    settings = {
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "GPUQ_TRUSTED_PROXIES": "1",
+        "GPUQ_PARTICIPANT_LIMIT": "3 per hour",
+    }
+    servers = [start_server(**settings), start_server(**settings)]
+    registered = requests.post(f"{servers[0].base}/participants", json={"name": "alice"}, timeout=10).json()
+    alice = {"Authorization": f"Bearer {registered['api_key']}"}
+
+    statuses = []
+    for i, address in enumerate(["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"]):
+        response = requests.post(
+            f"{servers[i % 2].base}/submit_qualification",
+            json={**WORKED_EXAMPLE, "accuracy": 50 + i},
+            headers={**alice, "X-Forwarded-For": address},
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+    assert statuses == [201, 201, 201, 429]
+
+    board = requests.get(f"{servers[1].base}/leaderboard", timeout=10).json()["leaderboard"]
+    assert [(e["participant"], e["score"]) for e in board] == [("alice", 81.05)]  # accuracy 52
+    new_profile = {
+        "weights": {
+            "gpu_utilization": 0.2,
+            "memory_usage": 0.2,
+            "power_efficiency": 0.2,
+            "completion_time": 0.2,
+            "accuracy": 0.2,
+        },
+        "time_best": 0,
+        "time_worst": 60,
+    }
+    changed = requests.put(f"{servers[0].base}/admin/scoring", json=new_profile, headers=admin, timeout=60)
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    for server in servers:  # both processes show the rescored board, and score new entries with it
+        board = requests.get(f"{server.base}/leaderboard", timeout=10).json()["leaderboard"]
+        assert [e["score"] for e in board] == [74.4]  # 0.2 x (90 + 85 + 95 + 52) + 10 time points
+    anonymous = requests.post(f"{servers[1].base}/submit_qualification", json=WORKED_EXAMPLE, timeout=10)
+    assert anonymous.json()["score"] == 83.6
+    assert requests.get(f"{servers[1].base}/admin/audit", headers=alice, timeout=10).status_code == 403
+
+    secrets_ = [registered["api_key"][18:], created.stdout.strip()[18:]]
+    for server in servers:
+        assert not any(secret in server.log() for secret in secrets_)

@@ -8,16 +8,17 @@ that move the ranking rebuild the leaderboard index before answering.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from gpuq import audit, export, moderation, participants, profiles, rescoring
 from gpuq.api import auth
 from gpuq.api.body import read_json_object
 from gpuq.api.params import bool_param, choice_param, int_param
-from gpuq.api.participants import issued
+from gpuq.api.participants import change_key, issued
 from gpuq.api.schemas import AdminParticipantIn, ProfileIn, ReasonIn, validate
 from gpuq.clock import iso_z, now
 from gpuq.errors import FieldError, InvalidInput, NotFound
@@ -60,42 +61,35 @@ def create_participant():
 
 @bp.post("/participants/<name>/key")
 def rotate_key(name: str):
-    moment = now()
-    with get_db().connect() as connection:
-        member = participants.get(connection, name)
-        key = participants.rotate_key(connection, member.id, moment)
-        audit.record(
-            connection, _actor(), "key.rotate", f"participant:{member.name}", None, None, None, moment
-        )
-        connection.commit()
-    return jsonify(issued(member, key))
+    return change_key(name, _actor(), rotate=True)
 
 
 @bp.delete("/participants/<name>/key")
 def revoke_key(name: str):
-    moment = now()
-    with get_db().connect() as connection:
-        member = participants.get(connection, name)
-        revoked = participants.revoke_keys(connection, member.id, moment)
-        audit.record(
-            connection, _actor(), "key.revoke", f"participant:{member.name}", None, None, None, moment
-        )
-        connection.commit()
-    return jsonify({"name": member.name, "revoked": revoked})
+    return change_key(name, _actor(), rotate=False)
 
 
-def _moderate_participant(name: str, disqualify: bool):
+def _moderate(kind: str, disqualify: bool, change: Callable[..., tuple[dict, dict]], target: str):
+    """Apply a moderation `change(connection, reason, moment)` with its audit record; the index follows."""
     reason = validate(ReasonIn, read_json_object(request)).reason
     moment = now()
-    action = "participant.disqualify" if disqualify else "participant.reinstate"
+    action = f"{kind}.{'disqualify' if disqualify else 'reinstate'}"
     with get_db().connect() as connection:
-        member = participants.get(connection, name)
-        before, after = moderation.set_participant(connection, member, disqualify, reason, moment)
-        target = f"participant:{member.name}"
+        before, after = change(connection, reason, moment)
         audit.record(connection, _actor(), action, target, before, after, reason, moment)
         connection.commit()
     get_leaderboard().refresh()
     return jsonify({"target": target, "action": action, "before": before, "after": after})
+
+
+def _moderate_participant(name: str, disqualify: bool):
+    with get_db().autocommit() as connection:
+        member = participants.get(connection, name)
+
+    def change(connection: Connection, reason: str, moment: dt.datetime) -> tuple[dict, dict]:
+        return moderation.set_participant(connection, member, disqualify, reason, moment)
+
+    return _moderate("participant", disqualify, change, f"participant:{member.name}")
 
 
 @bp.post("/participants/<name>/disqualify")
@@ -109,18 +103,13 @@ def reinstate_participant(name: str):
 
 
 def _moderate_submission(submission_id: int, disqualify: bool):
-    reason = validate(ReasonIn, read_json_object(request)).reason
     if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
         raise NotFound(f"no submission with id {submission_id}")
-    moment = now()
-    action = "submission.disqualify" if disqualify else "submission.reinstate"
-    target = f"submission:{submission_id}"
-    with get_db().connect() as connection:
-        before, after = moderation.set_submission(connection, submission_id, disqualify, reason, moment)
-        audit.record(connection, _actor(), action, target, before, after, reason, moment)
-        connection.commit()
-    get_leaderboard().refresh()
-    return jsonify({"target": target, "action": action, "before": before, "after": after})
+
+    def change(connection: Connection, reason: str, moment: dt.datetime) -> tuple[dict, dict]:
+        return moderation.set_submission(connection, submission_id, disqualify, reason, moment)
+
+    return _moderate("submission", disqualify, change, f"submission:{submission_id}")
 
 
 @bp.post("/submissions/<int:submission_id>/disqualify")

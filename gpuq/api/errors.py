@@ -25,6 +25,7 @@ from gpuq.errors import (
     InvalidInput,
     NotFound,
     RateLimited,
+    Refused,
     Unauthorized,
     Unavailable,
 )
@@ -61,18 +62,17 @@ def _http_error(exc: HTTPException) -> Response:
     return problem(exc.code or 500, exc.description or HTTPStatus(exc.code or 500).phrase, headers)
 
 
+_REFUSED = {NotFound: 404, Forbidden: 403, Conflict: 409}
+
+
 def _domain_error(exc: GpuqError) -> Response:
     if isinstance(exc, InvalidInput):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
         return problem(exc.status, exc.detail, errors=errors) if errors else problem(exc.status, exc.detail)
-    if isinstance(exc, NotFound):
-        return problem(404, exc.detail)
     if isinstance(exc, Unauthorized):
         return problem(401, exc.detail, {"WWW-Authenticate": 'Bearer realm="gpuq"'})
-    if isinstance(exc, Forbidden):
-        return problem(403, exc.detail)
-    if isinstance(exc, Conflict):
-        return problem(409, exc.detail)
+    if isinstance(exc, Refused):
+        return problem(_REFUSED[type(exc)], exc.detail)
     if isinstance(exc, RateLimited):
         # X-RateLimit-* and Retry-After are added by gpuq.ratelimit.add_headers.
         g.gpuq_rate_usage = exc.usage

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from gpuq import audit, participants, submissions
 from gpuq.api import auth
@@ -71,25 +71,28 @@ def me():
 @bp.post("/participants/me/key")
 def rotate_own_key():
     member = auth.require_participant()
-    with get_db().connect() as connection:
-        key = participants.rotate_key(connection, member.id, now())
-        audit.record(
-            connection, member.name, "key.rotate", f"participant:{member.name}", None, None, None, now()
-        )
-        connection.commit()
-    return jsonify(issued(member, key))
+    return change_key(member.name, member.name, rotate=True)
 
 
 @bp.delete("/participants/me/key")
 def revoke_own_key():
     member = auth.require_participant()
+    return change_key(member.name, member.name, rotate=False)
+
+
+def change_key(name: str, actor: str, rotate: bool) -> Response:
+    """Rotate (a new key in the answer) or revoke `name`'s key; audited as done by `actor`."""
+    moment = now()
     with get_db().connect() as connection:
-        revoked = participants.revoke_keys(connection, member.id, now())
-        audit.record(
-            connection, member.name, "key.revoke", f"participant:{member.name}", None, None, None, now()
-        )
+        member = participants.get(connection, name)
+        if rotate:
+            key = participants.rotate_key(connection, member.id, moment)
+        else:
+            revoked = participants.revoke_keys(connection, member.id, moment)
+        action = "key.rotate" if rotate else "key.revoke"
+        audit.record(connection, actor, action, f"participant:{member.name}", None, None, None, moment)
         connection.commit()
-    return jsonify({"name": member.name, "revoked": revoked})
+    return jsonify(issued(member, key) if rotate else {"name": member.name, "revoked": revoked})
 
 
 @bp.get("/participants/<name>")

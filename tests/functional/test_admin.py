@@ -20,7 +20,8 @@ from gpuq.profiles import parse
 from gpuq.scoring import METRICS, Profile, score
 from gpuq.store.db import get_db
 from gpuq.store.models import Submission
-from tests.conftest import WORKED_EXAMPLE, bearer, make_admin, register, truncate
+from tests.conftest import bearer, make_admin, register, submit_as, truncate
+from tests.strategies import metric_sets
 
 METHODS = ("get", "post", "put", "patch", "delete")
 ADMIN_PATHS = sorted({path for path, _ in OPERATIONS if path.startswith("/admin")})
@@ -32,16 +33,6 @@ NEW_WEIGHTS = {
     "accuracy": 0.2,
 }
 NEW_PROFILE = {"weights": NEW_WEIGHTS, "time_best": 10, "time_worst": 120}
-
-
-def submit(client, key=None, address="10.0.0.1", **metrics):
-    headers = bearer(key) if key else {}
-    return client.post(
-        "/submit_qualification",
-        json={**WORKED_EXAMPLE, **metrics},
-        headers=headers,
-        environ_base={"REMOTE_ADDR": address},
-    )
 
 
 def snapshot(app) -> dict[str, list[str]]:
@@ -60,7 +51,7 @@ def concrete(path: str, submission_id: int) -> str:
 
 def test_every_admin_route_and_method_refuses_non_admins_and_changes_nothing(app, client):
     alice = register(client, "alice")
-    submission_id = submit(client, alice).get_json()["submission_id"]
+    submission_id = submit_as(client, alice).get_json()["submission_id"]
     before = snapshot(app)
     checked = 0
     for path in [*ADMIN_PATHS, "/admin", "/admin/no-such-route"]:
@@ -122,9 +113,9 @@ def board_ids(client, view="best"):
 def test_a_disqualified_submission_leaves_the_ranking_but_stays_stored(app, client):
     admin = make_admin(app)
     alice = register(client, "alice")
-    best = submit(client, alice, accuracy=100).get_json()["submission_id"]
-    second = submit(client, alice, accuracy=50).get_json()["submission_id"]
-    anonymous = submit(client, None, accuracy=70, address="10.0.0.2").get_json()["submission_id"]
+    best = submit_as(client, alice, accuracy=100).get_json()["submission_id"]
+    second = submit_as(client, alice, accuracy=50).get_json()["submission_id"]
+    anonymous = submit_as(client, None, accuracy=70, address="10.0.0.2").get_json()["submission_id"]
     assert board_ids(client) == [best, anonymous]
 
     response = client.post(
@@ -166,12 +157,12 @@ def test_a_disqualified_submission_leaves_the_ranking_but_stays_stored(app, clie
 def test_a_disqualified_participant_leaves_the_ranking_and_cannot_submit(app, client):
     admin = make_admin(app)
     alice, bob = register(client, "alice"), register(client, "bob")
-    a = [submit(client, alice, accuracy=x).get_json()["submission_id"] for x in (100, 90)]
-    b = submit(client, bob, accuracy=50, address="10.0.0.2").get_json()["submission_id"]
+    a = [submit_as(client, alice, accuracy=x).get_json()["submission_id"] for x in (100, 90)]
+    b = submit_as(client, bob, accuracy=50, address="10.0.0.2").get_json()["submission_id"]
 
     client.post("/admin/participants/alice/disqualify", json={"reason": "shared keys"}, headers=bearer(admin))
     assert board_ids(client) == [b] and board_ids(client, "all") == [b]
-    refused = submit(client, alice)
+    refused = submit_as(client, alice)
     assert refused.status_code == 403 and "disqualified" in refused.get_json()["detail"]
     page = client.get("/participants/alice").get_json()
     assert page["disqualified"] is True and page["rank"] is None and page["submission_count"] == 2
@@ -179,13 +170,13 @@ def test_a_disqualified_participant_leaves_the_ranking_and_cannot_submit(app, cl
     client.post("/admin/participants/alice/reinstate", json={"reason": "cleared"}, headers=bearer(admin))
     assert board_ids(client) == [a[0], b]
     assert board_ids(client, "all") == [a[0], a[1], b]
-    assert submit(client, alice).status_code == 201
+    assert submit_as(client, alice).status_code == 201
 
 
 def test_every_admin_action_is_in_the_audit_trail(app, client):
     admin = make_admin(app, "organiser")
     register(client, "alice")
-    sid = submit(client).get_json()["submission_id"]
+    sid = submit_as(client).get_json()["submission_id"]
     client.post(f"/admin/submissions/{sid}/disqualify", json={"reason": "r1"}, headers=bearer(admin))
     client.post("/admin/participants/alice/disqualify", json={"reason": "r2"}, headers=bearer(admin))
     client.put("/admin/scoring", json={**NEW_PROFILE, "reason": "r3"}, headers=bearer(admin))
@@ -236,8 +227,8 @@ def test_get_scoring_shows_the_active_profile(app, client):
 def test_a_dry_run_reports_the_change_and_changes_nothing(app, client):
     admin = make_admin(app)
     alice, bob = register(client, "alice"), register(client, "bob")
-    fast = submit(client, alice, completion_time=5, gpu_utilization=50).get_json()["submission_id"]
-    busy = submit(client, bob, completion_time=80, gpu_utilization=100, address="10.0.0.2").get_json()
+    fast = submit_as(client, alice, completion_time=5, gpu_utilization=50).get_json()["submission_id"]
+    busy = submit_as(client, bob, completion_time=80, gpu_utilization=100, address="10.0.0.2").get_json()
     before = snapshot(app)
 
     response = client.put("/admin/scoring?dry_run=true", json=NEW_PROFILE, headers=bearer(admin))
@@ -256,9 +247,9 @@ def test_a_dry_run_reports_the_change_and_changes_nothing(app, client):
 def test_applying_a_profile_rescores_every_submission_with_the_scoring_module(app, client):
     admin = make_admin(app)
     alice = register(client, "alice")
-    submit(client, alice, completion_time=5)
-    submit(client, alice, completion_time=100, accuracy=99.9999)
-    submit(client, None, completion_time=45.3333, memory_usage=12.3456)
+    submit_as(client, alice, completion_time=5)
+    submit_as(client, alice, completion_time=100, accuracy=99.9999)
+    submit_as(client, None, completion_time=45.3333, memory_usage=12.3456)
     dry = client.put("/admin/scoring?dry_run=true", json=NEW_PROFILE, headers=bearer(admin)).get_json()
 
     applied = client.put(
@@ -278,7 +269,7 @@ def test_applying_a_profile_rescores_every_submission_with_the_scoring_module(ap
         assert row.score == expected.total and row.profile_version == 2
         assert list(row[8:]) == [expected.points[m] for m in METRICS]
     # New submissions use it; the old version stays stored.
-    created = submit(client, alice, address="10.0.0.9").get_json()
+    created = submit_as(client, alice, address="10.0.0.9").get_json()
     assert client.get(f"/submissions/{created['submission_id']}").get_json()["profile_version"] == 2
     with get_db(app).connect() as connection:
         versions = connection.execute(
@@ -290,7 +281,7 @@ def test_applying_a_profile_rescores_every_submission_with_the_scoring_module(ap
 
 def test_the_same_profile_again_changes_nothing(app, client):
     admin = make_admin(app)
-    submit(client)
+    submit_as(client)
     client.put("/admin/scoring", json=NEW_PROFILE, headers=bearer(admin))
     again = client.put("/admin/scoring", json=NEW_PROFILE, headers=bearer(admin)).get_json()
     assert again["changed"] is False and again["version"] == 2
@@ -319,7 +310,7 @@ def test_the_same_profile_again_changes_nothing(app, client):
 )
 def test_bad_profiles_are_refused_and_change_nothing(app, client, body, field):
     admin = make_admin(app)
-    submit(client)
+    submit_as(client)
     before = snapshot(app)
     response = client.put("/admin/scoring", json=body, headers=bearer(admin))
     assert response.status_code == 422
@@ -327,17 +318,6 @@ def test_bad_profiles_are_refused_and_change_nothing(app, client, body, field):
     assert snapshot(app) == before
 
 
-percent = st.decimals(min_value=0, max_value=100, places=4)
-seconds = st.decimals(min_value=Decimal("0.0001"), max_value=86400, places=4)
-metric_sets = st.fixed_dictionaries(
-    {
-        "gpu_utilization": percent,
-        "memory_usage": percent,
-        "power_efficiency": percent,
-        "completion_time": seconds,
-        "accuracy": percent,
-    }
-)
 weights = st.lists(st.integers(min_value=0, max_value=10_000), min_size=4, max_size=4).filter(
     lambda w: sum(w) <= 10_000
 )
@@ -386,9 +366,9 @@ def test_rescored_scores_equal_the_scoring_module_on_both_databases(make_app, ro
 def test_the_export_has_every_submission_with_its_status_in_both_formats(app, client):
     admin = make_admin(app)
     alice = register(client, "alice")
-    keep = submit(client, alice, accuracy=90).get_json()["submission_id"]
-    lower = submit(client, alice, accuracy=10).get_json()["submission_id"]
-    gone = submit(client, None, accuracy=100, address="10.0.0.2").get_json()["submission_id"]
+    keep = submit_as(client, alice, accuracy=90).get_json()["submission_id"]
+    lower = submit_as(client, alice, accuracy=10).get_json()["submission_id"]
+    gone = submit_as(client, None, accuracy=100, address="10.0.0.2").get_json()["submission_id"]
     client.post(f"/admin/submissions/{gone}/disqualify", json={"reason": "bot"}, headers=bearer(admin))
 
     response = client.get("/admin/export?format=csv", headers=bearer(admin))

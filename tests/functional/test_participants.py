@@ -9,22 +9,12 @@ import pytest
 from sqlalchemy import inspect, text
 
 from gpuq.store.db import get_db
-from tests.conftest import WORKED_EXAMPLE, bearer, make_admin, register, stored_count
+from tests.conftest import WORKED_EXAMPLE, bearer, make_admin, register, stored_count, submit_as
 
 
 def secret_of(key: str) -> str:
     """The random part: after "gpuq_", 12 hex digits of key id and "_"."""
     return key[len("gpuq_") + 13 :]
-
-
-def submit(client, key=None, address="10.0.0.1", **metrics):
-    headers = bearer(key) if key else {}
-    return client.post(
-        "/submit_qualification",
-        json={**WORKED_EXAMPLE, **metrics},
-        headers=headers,
-        environ_base={"REMOTE_ADDR": address},
-    )
 
 
 @pytest.mark.parametrize(
@@ -90,8 +80,8 @@ def test_keys_never_appear_in_plain_form_in_the_database_or_the_logs(app, client
     keys.append(client.post("/participants/me/key", headers=bearer(keys[0])).get_json()["api_key"])
     admin = make_admin(app)
     keys.append(admin)
-    assert submit(client, keys[1]).status_code == 201
-    assert submit(client, keys[0]).status_code == 401  # rotated away, refused: nothing logged either
+    assert submit_as(client, keys[1]).status_code == 201
+    assert submit_as(client, keys[0]).status_code == 401  # rotated away, refused: nothing logged either
     assert client.get("/admin/audit", headers=bearer(admin)).status_code == 200
 
     engine = get_db(app).engine
@@ -109,7 +99,7 @@ def test_keys_never_appear_in_plain_form_in_the_database_or_the_logs(app, client
 
 def test_a_submission_with_a_key_belongs_to_its_participant(client):
     key = register(client, "alice")
-    created = submit(client, key).get_json()
+    created = submit_as(client, key).get_json()
     assert created["participant"] == "alice"
     detail = client.get(f"/submissions/{created['submission_id']}").get_json()
     assert detail["participant"] == "alice" and detail["status"] == "active"
@@ -137,7 +127,7 @@ def test_a_bad_key_is_refused_not_taken_as_anonymous(app, client, header):
 def test_a_tampered_key_is_refused(app, client):
     key = register(client, "alice")
     tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
-    assert submit(client, tampered).status_code == 401
+    assert submit_as(client, tampered).status_code == 401
     assert stored_count(app) == 0
 
 
@@ -145,11 +135,11 @@ def test_rotating_and_revoking_keys(client):
     old = register(client, "alice")
     new = client.post("/participants/me/key", headers=bearer(old)).get_json()["api_key"]
     assert new != old
-    assert submit(client, old).status_code == 401
-    assert submit(client, new).status_code == 201
+    assert submit_as(client, old).status_code == 401
+    assert submit_as(client, new).status_code == 201
     revoked = client.delete("/participants/me/key", headers=bearer(new))
     assert revoked.get_json() == {"name": "alice", "revoked": 1}
-    assert submit(client, new).status_code == 401
+    assert submit_as(client, new).status_code == 401
     assert client.get("/participants/me", headers=bearer(new)).status_code == 401
 
 
@@ -158,18 +148,18 @@ def test_an_admin_issues_a_new_key_for_a_lost_one(app, client):
     admin = make_admin(app)
     response = client.post("/admin/participants/alice/key", headers=bearer(admin))
     assert response.status_code == 200
-    assert submit(client, lost).status_code == 401
-    assert submit(client, response.get_json()["api_key"]).status_code == 201
+    assert submit_as(client, lost).status_code == 401
+    assert submit_as(client, response.get_json()["api_key"]).status_code == 201
 
 
 def test_anonymous_submissions_can_be_switched_off(make_app):
     app = make_app(allow_anonymous=False)
     client = app.test_client()
-    refused = submit(client)
+    refused = submit_as(client)
     assert refused.status_code == 401
     assert "anonymous" in refused.get_json()["detail"]
     assert stored_count(app) == 0
-    assert submit(client, register(client, "alice")).status_code == 201
+    assert submit_as(client, register(client, "alice")).status_code == 201
 
 
 def test_closed_registration_leaves_it_to_admins(make_app):
@@ -190,15 +180,15 @@ def test_a_participant_on_three_addresses_is_limited_once_by_key(make_app):
     client = app.test_client()
     key = register(client, "alice")
     addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-    accepted = [submit(client, key, address).status_code for address in addresses + addresses[:1]]
+    accepted = [submit_as(client, key, address).status_code for address in addresses + addresses[:1]]
     assert accepted == [201, 201, 201, 201]
-    refused = submit(client, key, "10.0.0.2")
+    refused = submit_as(client, key, "10.0.0.2")
     assert refused.status_code == 429
     assert "participant" in refused.get_json()["detail"]
     assert int(refused.headers["Retry-After"]) >= 1
     assert stored_count(app) == 4
     # The addresses themselves still have quota: anonymous submissions from them go through.
-    assert submit(client, None, "10.0.0.2").status_code == 201
+    assert submit_as(client, None, "10.0.0.2").status_code == 201
     quota = client.get("/quota", headers=bearer(key), environ_base={"REMOTE_ADDR": "10.0.0.2"}).get_json()
     assert quota["participant"] == "alice"
     mine = [item for item in quota["limits"] if item["scope"] == "participant"]
@@ -209,19 +199,19 @@ def test_refused_by_the_participant_limit_uses_none_of_the_address_quota(make_ap
     app = make_app(participant_limit="1 per hour", submit_limit="2 per hour")
     client = app.test_client()
     key = register(client, "alice")
-    assert submit(client, key).status_code == 201
-    assert submit(client, key).status_code == 429
-    assert submit(client, None).status_code == 201  # the address's second unit was not used up
+    assert submit_as(client, key).status_code == 201
+    assert submit_as(client, key).status_code == 429
+    assert submit_as(client, None).status_code == 201  # the address's second unit was not used up
 
 
 def test_view_best_shows_each_participant_once_and_view_all_every_submission(client):
     alice, bob = register(client, "alice"), register(client, "bob")
-    a_low = submit(client, alice, accuracy=50).get_json()["submission_id"]
-    a_high = submit(client, alice, accuracy=90).get_json()["submission_id"]
-    a_lower = submit(client, alice, accuracy=10).get_json()["submission_id"]
-    b_tie = submit(client, bob, accuracy=90, address="10.0.0.2").get_json()["submission_id"]
-    anon_1 = submit(client, None, accuracy=70, address="10.0.0.3").get_json()["submission_id"]
-    anon_2 = submit(client, None, accuracy=70, address="10.0.0.3").get_json()["submission_id"]
+    a_low = submit_as(client, alice, accuracy=50).get_json()["submission_id"]
+    a_high = submit_as(client, alice, accuracy=90).get_json()["submission_id"]
+    a_lower = submit_as(client, alice, accuracy=10).get_json()["submission_id"]
+    b_tie = submit_as(client, bob, accuracy=90, address="10.0.0.2").get_json()["submission_id"]
+    anon_1 = submit_as(client, None, accuracy=70, address="10.0.0.3").get_json()["submission_id"]
+    anon_2 = submit_as(client, None, accuracy=70, address="10.0.0.3").get_json()["submission_id"]
 
     best = client.get("/leaderboard").get_json()
     assert best["view"] == "best"
@@ -248,16 +238,16 @@ def test_view_best_shows_each_participant_once_and_view_all_every_submission(cli
 
 def test_a_participant_s_first_of_equal_scores_keeps_the_place(client):
     alice = register(client, "alice")
-    first = submit(client, alice).get_json()["submission_id"]
-    submit(client, alice)
+    first = submit_as(client, alice).get_json()["submission_id"]
+    submit_as(client, alice)
     board = client.get("/leaderboard").get_json()["leaderboard"]
     assert [e["submission_id"] for e in board] == [first]
 
 
 def test_a_participant_s_page(client):
     alice, bob = register(client, "alice"), register(client, "bob")
-    submit(client, bob, accuracy=100, address="10.0.0.2")
-    ids = [submit(client, alice, accuracy=a).get_json()["submission_id"] for a in (10, 60, 30)]
+    submit_as(client, bob, accuracy=100, address="10.0.0.2")
+    ids = [submit_as(client, alice, accuracy=a).get_json()["submission_id"] for a in (10, 60, 30)]
     page = client.get("/participants/ALICE?limit=2").get_json()
     assert page["name"] == "alice"
     assert page["best_score"] == client.get(f"/submissions/{ids[1]}").get_json()["score"]

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpuq.scoring import METRICS, Profile, completion_fraction, score
+from tests.strategies import metric_sets
 
 D = Decimal
 DEFAULT = Profile()
@@ -95,19 +96,6 @@ def test_half_up_rounding_of_the_total():
     )
     assert result.points["memory_usage"] == D("0.125")
     assert result.total == D("0.13")
-
-
-percent = st.decimals(min_value=0, max_value=100, places=4, allow_nan=False, allow_infinity=False)
-seconds = st.decimals(min_value=D("0.0001"), max_value=86400, places=4, allow_nan=False, allow_infinity=False)
-metric_sets = st.fixed_dictionaries(
-    {
-        "gpu_utilization": percent,
-        "memory_usage": percent,
-        "power_efficiency": percent,
-        "completion_time": seconds,
-        "accuracy": percent,
-    }
-)
 
 
 @given(metric_sets)

@@ -109,17 +109,23 @@
     source.addEventListener("leaderboard", (message) => {
       const data = JSON.parse(message.data);
       renderLeaders(data.leaderboard, state.lastId);
+      setTotal(data.total);
     });
     source.addEventListener("submission", (message) => {
       const s = JSON.parse(message.data);
       state.lastId = s.submission_id;
-      state.histogram[Math.min(Math.floor(s.score / 10), BUCKETS - 1)] += 1;
-      const best = state.records.length ? state.records[state.records.length - 1].score : -1;
-      if (s.score > best) state.records.push({ at: s.submitted_at, score: s.score });
-      setTotal(state.total + 1);
+      if (s.rank !== null) {  // ranked: counted in the histogram and the records
+        state.histogram[Math.min(Math.floor(s.score / 10), BUCKETS - 1)] += 1;
+        const best = state.records.length ? state.records[state.records.length - 1].score : -1;
+        if (s.score > best) state.records.push({ at: s.submitted_at, score: s.score });
+      }
+      // The board shows each participant once: only an anonymous entry surely adds a row
+      // (a participant's count is corrected by the next leaderboard event).
+      if (s.participant === null && s.rank !== null) setTotal(state.total + 1);
       renderHistogram();
       renderRecords();
-      const text = `Submission #${s.submission_id} scored ${s.score.toFixed(2)}` + (s.rank ? `, rank ${s.rank}` : "");
+      const who = s.participant ? `${s.participant}'s submission #${s.submission_id}` : `Submission #${s.submission_id}`;
+      const text = `${who} scored ${s.score.toFixed(2)}` + (s.rank ? `, rank ${s.rank}` : "");
       $("announcer").textContent = text;
       const item = document.createElement("li");
       item.textContent = `${time(s.submitted_at)} · ${text}`;
