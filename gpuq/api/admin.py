@@ -11,14 +11,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from sqlalchemy import Connection, select
 
 from gpuq import audit, export, moderation, participants, profiles, rescoring
 from gpuq.api import auth
 from gpuq.api.body import read_json_object
 from gpuq.api.params import bool_param, choice_param, int_param
-from gpuq.api.participants import change_key, issued
+from gpuq.api.participants import change_key, create
 from gpuq.api.schemas import AdminParticipantIn, ProfileIn, ReasonIn, validate
 from gpuq.clock import iso_z, now
 from gpuq.errors import FieldError, InvalidInput, NotFound
@@ -38,25 +38,7 @@ def _actor() -> str:
 @bp.post("/participants")
 def create_participant():
     body = validate(AdminParticipantIn, read_json_object(request))
-    name = participants.normalise_name(body.name)
-    moment = now()
-    with get_db().connect() as connection:
-        member, key = participants.create(connection, name, is_admin=body.admin, moment=moment)
-        audit.record(
-            connection,
-            _actor(),
-            "participant.create",
-            f"participant:{name}",
-            None,
-            {"is_admin": body.admin},
-            None,
-            moment,
-        )
-        connection.commit()
-    response = jsonify(issued(member, key))
-    response.status_code = 201
-    response.headers["Location"] = url_for("participants.get_participant", name=member.name)
-    return response
+    return create(body.name, is_admin=body.admin, actor=_actor())
 
 
 @bp.post("/participants/<name>/key")

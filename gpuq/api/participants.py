@@ -45,16 +45,27 @@ def issued(member: Member, key: str) -> dict[str, Any]:
 @bp.post("/participants")
 def register():
     """Register; returns the participant's API key once."""
-    settings = current_app.config["GPUQ_SETTINGS"]
-    if not settings.open_registration:
+    admin = None
+    if not current_app.config["GPUQ_SETTINGS"].open_registration:
         try:
-            auth.require_admin()
+            admin = auth.require_admin()
         except Unauthorized:
             raise Unauthorized("registration is closed: an admin creates participants") from None
     body = validate(ParticipantIn, read_json_object(request))
-    name = participants.normalise_name(body.name)
+    return create(body.name, is_admin=False, actor=None if admin is None else admin.name)
+
+
+def create(raw_name: str, is_admin: bool, actor: str | None) -> Response:
+    """Create a participant and answer 201 with their key; an admin's creation (`actor`) is audited."""
+    name = participants.normalise_name(raw_name)
+    moment = now()
     with get_db().connect() as connection:
-        member, key = participants.create(connection, name, is_admin=False, moment=now())
+        member, key = participants.create(connection, name, is_admin=is_admin, moment=moment)
+        if actor is not None:
+            after = {"is_admin": is_admin}
+            audit.record(
+                connection, actor, "participant.create", f"participant:{name}", None, after, None, moment
+            )
         connection.commit()
     response = jsonify(issued(member, key))
     response.status_code = 201
