@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
 from limits import parse_many
 
+SLOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+"""What a slot's name may be."""
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
@@ -91,6 +94,21 @@ class Settings:
     only admins create participants."""
     allow_anonymous: bool = True
     """GPUQ_ALLOW_ANONYMOUS: accept submissions without an API key."""
+    slots: str = "gpu-0"
+    """GPUQ_SLOTS: the slot pool's names, comma-separated (seeds a new database; then admins
+    change the pool at run time)."""
+    slot_hours: float = 24.0
+    """GPUQ_SLOT_HOURS: how long a lease lasts (seeds a new database)."""
+    qualifying_score: Decimal = Decimal("0")
+    """GPUQ_QUALIFYING_SCORE: the best score a participant needs to be eligible (seeds a new database)."""
+    slot_cooldown_hours: str = ""
+    """GPUQ_SLOT_COOLDOWN_HOURS: after a lease ends, how long before the participant may hold
+    another; empty means one lease length (seeds a new database)."""
+    slot_claim_minutes: float = 0.0
+    """GPUQ_SLOT_CLAIM_MINUTES: 0 grants a free slot at once; otherwise it is offered and
+    passes to the next in line if not accepted in time (seeds a new database)."""
+    slot_sweep_seconds: float = 5.0
+    """GPUQ_SLOT_SWEEP_SECONDS: how often each worker ends expired leases and hands out free slots."""
     admin_timeout: float = 600.0
     """GPUQ_ADMIN_TIMEOUT: seconds a statement of an admin change (rescoring all
     submissions) may run; the request path keeps GPUQ_DB_TIMEOUT."""
@@ -110,6 +128,33 @@ class Settings:
             raise ConfigError("GPUQ_BOARD_SIZE must be from 1 to 100")
         if self.trusted_proxies < 0:
             raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
+        names = self.slot_names
+        if len(set(names)) != len(names) or not all(SLOT_NAME.fullmatch(n) for n in names):
+            raise ConfigError(
+                "GPUQ_SLOTS must be distinct names of 1-32 letters, digits, '-' or '_', comma-separated"
+            )
+        if not self.slot_hours > 0:
+            raise ConfigError("GPUQ_SLOT_HOURS must be more than 0")
+        if not Decimal(0) <= self.qualifying_score <= Decimal(100):
+            raise ConfigError("GPUQ_QUALIFYING_SCORE must be from 0 to 100")
+        try:
+            self.slot_cooldown_seconds  # noqa: B018 - validates the setting
+        except ValueError:
+            raise ConfigError("GPUQ_SLOT_COOLDOWN_HOURS must be a number of hours, 0 or more") from None
+
+    @property
+    def slot_names(self) -> list[str]:
+        return [name.strip() for name in self.slots.split(",") if name.strip()]
+
+    @property
+    def slot_cooldown_seconds(self) -> int:
+        """The cooldown in whole seconds (one lease length when not set); raises ValueError."""
+        if self.slot_cooldown_hours.strip() == "":
+            return round(self.slot_hours * 3600)
+        hours = float(self.slot_cooldown_hours)
+        if not 0 <= hours < float("inf"):
+            raise ValueError("not a number of hours")
+        return round(hours * 3600)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -167,6 +212,12 @@ _ENV_NAMES = {
     "open_registration": "GPUQ_OPEN_REGISTRATION",
     "allow_anonymous": "GPUQ_ALLOW_ANONYMOUS",
     "admin_timeout": "GPUQ_ADMIN_TIMEOUT",
+    "slots": "GPUQ_SLOTS",
+    "slot_hours": "GPUQ_SLOT_HOURS",
+    "qualifying_score": "GPUQ_QUALIFYING_SCORE",
+    "slot_cooldown_hours": "GPUQ_SLOT_COOLDOWN_HOURS",
+    "slot_claim_minutes": "GPUQ_SLOT_CLAIM_MINUTES",
+    "slot_sweep_seconds": "GPUQ_SLOT_SWEEP_SECONDS",
 }
 
 

@@ -91,11 +91,16 @@ class Summaries:
 
 
 def snapshot(
-    board: Leaderboard, connect: Callable[[], Connection], size: int, summaries: Summaries
+    board: Leaderboard,
+    connect: Callable[[], Connection],
+    size: int,
+    summaries: Summaries,
+    slot_pool: Callable[[], list[dict[str, Any]]],
 ) -> dict[str, Any]:
     """Everything a new viewer needs: the leaders, the score histogram, the records, the slots."""
     leaders = top(board, size)
-    return {**leaders, **summaries.get((leaders["total"], board.version()), connect), "slots": []}
+    summary = summaries.get((leaders["total"], board.version()), connect)
+    return {**leaders, **summary, "slots": slot_pool()}
 
 
 def announce(

@@ -48,9 +48,12 @@ class GpuqServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):  # runs in each worker after the fork
+        from gpuq.api.slots import start_sweeper
         from gpuq.app import create_app
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        start_sweeper(app)  # every worker sweeps; the database makes that safe
+        return app
 
 
 def parse_args(argv: list[str] | None, environ: dict[str, str]) -> argparse.Namespace:

@@ -82,6 +82,9 @@ class FrozenClock:
 TABLES = (
     "idempotency_keys",
     "audit_events",
+    "leases",
+    "slots",
+    "slot_policy",
     "submissions",
     "api_keys",
     "participants",

@@ -13,6 +13,7 @@ from gpuq.api import (
     participants,
     quota,
     security,
+    slots,
     stream,
     submissions,
 )
@@ -22,5 +23,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     security.init_app(app)
     stream.init_app(app, app.config["GPUQ_SETTINGS"])
-    for module in (health, submissions, leaderboard, stream, quota, participants, admin, openapi):
+    for module in (health, submissions, leaderboard, stream, quota, participants, slots, admin, openapi):
         app.register_blueprint(module.bp)

@@ -14,12 +14,21 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from sqlalchemy import Connection, select
 
-from gpuq import audit, export, moderation, participants, profiles, rescoring
+from gpuq import audit, export, moderation, participants, profiles, rescoring, slots
 from gpuq.api import auth
+from gpuq.api import slots as slots_api
 from gpuq.api.body import read_json_object
 from gpuq.api.params import bool_param, choice_param, int_param
 from gpuq.api.participants import change_key, create
-from gpuq.api.schemas import AdminParticipantIn, ProfileIn, ReasonIn, validate
+from gpuq.api.schemas import (
+    AdminParticipantIn,
+    PoolSizeIn,
+    ProfileIn,
+    ReasonIn,
+    SlotIn,
+    SlotPolicyIn,
+    validate,
+)
 from gpuq.clock import iso_z, now
 from gpuq.errors import FieldError, InvalidInput, NotFound
 from gpuq.leaderboard import get_leaderboard
@@ -61,6 +70,7 @@ def _moderate(kind: str, disqualify: bool, change: Callable[..., tuple[dict, dic
         audit.record(connection, _actor(), action, target, before, after, reason, moment)
         connection.commit()
     get_leaderboard().refresh()
+    slots_api.settle()
     return jsonify({"target": target, "action": action, "before": before, "after": after})
 
 
@@ -69,7 +79,10 @@ def _moderate_participant(name: str, disqualify: bool):
         member = participants.get(connection, name)
 
     def change(connection: Connection, reason: str, moment: dt.datetime) -> tuple[dict, dict]:
-        return moderation.set_participant(connection, member, disqualify, reason, moment)
+        states = moderation.set_participant(connection, member, disqualify, reason, moment)
+        if disqualify:  # a disqualified participant keeps no slot
+            slots.revoke_participant(connection, member.id, moment)
+        return states
 
     return _moderate("participant", disqualify, change, f"participant:{member.name}")
 
@@ -192,6 +205,7 @@ def put_scoring():
         connection.commit()
     profiles.forget()
     get_leaderboard().refresh()
+    slots_api.settle()
     return jsonify(result)
 
 
@@ -214,3 +228,90 @@ def export_all():
     stamp = now().strftime("%Y%m%dT%H%M%SZ")
     response.headers["Content-Disposition"] = f'attachment; filename="gpuq-export-{stamp}.{fmt}"'
     return response
+
+
+# The slot pool (see gpuq.slots). Each change is audited and followed by an allocation.
+
+
+def _jsonable(pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in item.items() if k != "seconds_left"} for item in pool]
+
+
+def _slot_change(action: str, target: str, change: Callable[..., Any], reason: str | None = None):
+    """Run `change(connection, moment)` with its audit record (the pool before and after), then settle."""
+    slots_api.ensure_seeded()
+    with get_db().connect() as connection:
+        moment = slots_api.slot_now(connection)
+        before = slots.pool(connection, moment)
+        result = change(connection, moment)
+        after = slots.pool(connection, moment)
+        audit.record(
+            connection, _actor(), action, target, {"slots": before}, {"slots": after}, reason, moment
+        )
+        connection.commit()
+    if isinstance(result, slots.Change):
+        slots_api.publish([result])
+    slots_api.settle()
+    return jsonify({"action": action, "target": target, "slots": slots_api.current_pool()})
+
+
+@bp.post("/slots")
+def add_slot():
+    name = slots.check_slot_name(validate(SlotIn, read_json_object(request)).name)
+    return _slot_change("slot.add", f"slot:{name}", lambda c, m: slots.add_slot(c, name, m))
+
+
+@bp.delete("/slots/<name>")
+def remove_slot(name: str):
+    return _slot_change("slot.remove", f"slot:{name}", lambda c, m: slots.remove_slot(c, name, m))
+
+
+@bp.post("/slots/<name>/drain")
+def drain_slot(name: str):
+    return _slot_change("slot.drain", f"slot:{name}", lambda c, m: slots.set_draining(c, name, True))
+
+
+@bp.post("/slots/<name>/resume")
+def resume_slot(name: str):
+    return _slot_change("slot.resume", f"slot:{name}", lambda c, m: slots.set_draining(c, name, False))
+
+
+@bp.post("/slots/<name>/revoke")
+def revoke_slot(name: str):
+    reason = validate(ReasonIn, read_json_object(request)).reason
+    return _slot_change("slot.revoke", f"slot:{name}", lambda c, m: slots.revoke(c, name, m), reason)
+
+
+@bp.put("/slots/size")
+def resize_pool():
+    size = validate(PoolSizeIn, read_json_object(request)).size
+    return _slot_change("slot.resize", "slots", lambda c, m: slots.resize(c, size, m))
+
+
+@bp.get("/slots/policy")
+def get_slot_policy():
+    slots_api.ensure_seeded()
+    with get_db().autocommit() as connection:
+        return jsonify(slots_api.policy_json(slots.policy(connection)))
+
+
+@bp.put("/slots/policy")
+def put_slot_policy():
+    body = validate(SlotPolicyIn, read_json_object(request))
+    slots_api.ensure_seeded()
+    with get_db().connect() as connection:
+        moment = slots_api.slot_now(connection)
+        current = slots.policy(connection)
+        new = current.updated(
+            lease_hours=body.lease_hours,
+            cooldown_hours=body.cooldown_hours,
+            claim_minutes=body.claim_minutes,
+            qualifying_score=body.qualifying_score,
+        )
+        before, after = slots.set_policy(connection, new, moment)
+        audit.record(
+            connection, _actor(), "slot.policy", "slots", before.as_dict(), after.as_dict(), None, moment
+        )
+        connection.commit()
+    slots_api.settle()
+    return jsonify(slots_api.policy_json(new))

@@ -481,6 +481,115 @@ OPERATIONS.update(
         ),
     }
 )
+_SLOT = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_POOL_CHANGED = {"200": _json("PoolChanged", "Done; the pool as it is now (also in the audit trail).")}
+
+OPERATIONS.update(
+    {
+        ("/slots", "get"): {
+            "operationId": "slots",
+            "summary": "The slot pool: each slot's state and holder, who is next, where you stand",
+            "tags": ["slots"],
+            "security": [{}, {"bearer": []}],
+            "responses": {
+                "200": _json("SlotsOut", "The pool now."),
+                "401": _UNAUTHORIZED,
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        ("/slots/history", "get"): {
+            "operationId": "slotHistory",
+            "summary": "Every lease, newest first",
+            "tags": ["slots"],
+            "parameters": _page_params(20, 100, 10_000_000),
+            "responses": {
+                "200": _json("SlotHistory", "One page of leases."),
+                "400": _problem("A bad limit or offset."),
+                "429": _LIMITED,
+                "503": _DATABASE_DOWN,
+                "500": _SERVER_ERROR,
+            },
+        },
+        **{
+            (f"/slots/{{name}}/{verb}", "post"): {
+                "operationId": f"{verb}Slot",
+                "summary": summary,
+                "tags": ["slots"],
+                "security": _BEARER,
+                "parameters": [_SLOT],
+                "responses": {
+                    "200": _json("SlotAction", "Done."),
+                    "401": _UNAUTHORIZED,
+                    "404": _problem(
+                        "The caller has no such lease on this slot (someone else's looks the same)."
+                    ),
+                    "409": _problem("Already accepted."),
+                    "422": _problem("Not a slot name."),
+                    "429": _LIMITED,
+                    "503": _DATABASE_DOWN,
+                    "500": _SERVER_ERROR,
+                },
+            }
+            for verb, summary in (
+                ("accept", "Accept the slot offered to you; the lease starts now"),
+                ("release", "Give your slot back (or decline the offer)"),
+            )
+        },
+        ("/admin/slots", "post"): _admin(
+            "adminAddSlot",
+            "Add a slot to the pool",
+            {**_POOL_CHANGED, "409": _problem("Already in the pool."), **_BODY_PROBLEMS},
+            requestBody=_body("SlotIn"),
+        ),
+        ("/admin/slots/{name}", "delete"): _admin(
+            "adminRemoveSlot",
+            "Remove a free slot from the pool",
+            {
+                **_POOL_CHANGED,
+                "404": _problem("No such slot."),
+                "409": _problem("Leased: drain or revoke first."),
+            },
+            parameters=[_SLOT],
+        ),
+        ("/admin/slots/{name}/drain", "post"): _admin(
+            "adminDrainSlot",
+            "No new lease on this slot; the current one runs out",
+            {**_POOL_CHANGED, "404": _problem("No such slot.")},
+            parameters=[_SLOT],
+        ),
+        ("/admin/slots/{name}/resume", "post"): _admin(
+            "adminResumeSlot",
+            "Lease a drained slot again",
+            {**_POOL_CHANGED, "404": _problem("No such slot.")},
+            parameters=[_SLOT],
+        ),
+        ("/admin/slots/{name}/revoke", "post"): _admin(
+            "adminRevokeSlot",
+            "End the slot's live lease now",
+            {**_POOL_CHANGED, "404": _problem("No such slot, or no live lease."), **_BODY_PROBLEMS},
+            parameters=[_SLOT],
+            requestBody=_body("ReasonIn"),
+        ),
+        ("/admin/slots/size", "put"): _admin(
+            "adminResizePool",
+            "Resize the pool to gpu-0 .. gpu-(size-1)",
+            {**_POOL_CHANGED, **_BODY_PROBLEMS},
+            requestBody=_body("PoolSizeIn"),
+        ),
+        ("/admin/slots/policy", "get"): _admin(
+            "adminSlotPolicy", "The slot policy", {"200": _json("SlotPolicyOut", "The policy.")}
+        ),
+        ("/admin/slots/policy", "put"): _admin(
+            "adminPutSlotPolicy",
+            "Change the slot policy (running leases keep their expiry)",
+            {"200": _json("SlotPolicyOut", "The policy now."), **_BODY_PROBLEMS},
+            requestBody=_body("SlotPolicyIn"),
+        ),
+    }
+)
+
 MODELS: list[type[BaseModel]] = [
     schemas.SubmissionIn,
     schemas.SubmissionCreated,
@@ -500,6 +609,14 @@ MODELS: list[type[BaseModel]] = [
     schemas.ProfileChange,
     schemas.Moderated,
     schemas.AuditPage,
+    schemas.SlotsOut,
+    schemas.SlotHistory,
+    schemas.SlotAction,
+    schemas.SlotIn,
+    schemas.PoolSizeIn,
+    schemas.SlotPolicyIn,
+    schemas.SlotPolicyOut,
+    schemas.PoolChanged,
 ]
 
 

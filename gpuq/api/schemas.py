@@ -21,6 +21,13 @@ from gpuq.store.models import MAX_COMPLETION_SECONDS
 METRIC_QUANTUM = Decimal("0.0001")
 
 
+def _whole(value: Decimal) -> int:
+    """JSON numbers arrive as Decimal (body.py); a count must be a whole one."""
+    if value != value.to_integral_value():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
 def _four_places(value: Decimal) -> Decimal:
     return value.quantize(METRIC_QUANTUM, rounding=ROUND_HALF_UP)
 
@@ -235,6 +242,149 @@ class ProfileIn(BaseModel):
         description="Completion time (s) worth none of its weight; more than time_best."
     )
     reason: str | None = Field(None, max_length=1000)
+
+
+class SlotIn(BaseModel):
+    """The body of POST /admin/slots."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: Annotated[
+        str,
+        Field(max_length=64),
+        WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}),
+    ]
+
+
+class PoolSizeIn(BaseModel):
+    """The body of PUT /admin/slots/size."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    size: Annotated[
+        Decimal,
+        Field(ge=0, le=64, allow_inf_nan=False),
+        AfterValidator(_whole),
+        WithJsonSchema(
+            {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 64,
+                "description": "Slots gpu-0 .. gpu-(size-1); others are removed, or drained while leased.",
+            }
+        ),
+    ]
+
+
+Hours = Annotated[
+    Decimal,
+    Field(ge=0, le=8760, allow_inf_nan=False),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 8760}),
+]
+
+
+class SlotPolicyIn(BaseModel):
+    """The body of PUT /admin/slots/policy: what is left out stays as it is."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    lease_hours: Hours | None = None
+    cooldown_hours: Hours | None = None
+    claim_minutes: (
+        Annotated[
+            Decimal,
+            Field(ge=0, le=10080, allow_inf_nan=False),
+            WithJsonSchema({"type": "number", "minimum": 0, "maximum": 10080}),
+        ]
+        | None
+    ) = None
+    qualifying_score: (
+        Annotated[
+            Decimal,
+            Field(ge=0, le=100, allow_inf_nan=False),
+            WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100}),
+        ]
+        | None
+    ) = None
+
+
+DateTime = Field(json_schema_extra={"format": "date-time"})
+
+
+class SlotOut(BaseModel):
+    name: str
+    state: Literal["free", "offered", "held", "draining"]
+    lease_state: Literal["offered", "held"] | None = Field(description="The live lease's state, if any.")
+    holder: str | None
+    lease_id: int | None = Field(description="The live lease's id (its fencing token).")
+    granted_at: str | None = DateTime
+    expires_at: str | None = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the offer lapses (offered) or the lease ends (held).",
+    )
+    seconds_left: int | None
+
+
+class InLine(BaseModel):
+    position: int
+    participant: str
+    score: float
+
+
+class SlotStanding(BaseModel):
+    participant: str
+    eligible: bool
+    position: int | None = Field(description="Place in line when eligible.")
+    reason: str
+    cooling_down_until: str | None = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class SlotPolicyOut(BaseModel):
+    lease_hours: float
+    cooldown_hours: float
+    claim_minutes: float = Field(description="0: no claim window.")
+    qualifying_score: float
+
+
+class SlotsOut(BaseModel):
+    slots: list[SlotOut]
+    in_line: list[InLine] = Field(description="The next eligible participants, in order.")
+    policy: SlotPolicyOut
+    now: str = DateTime
+    me: SlotStanding | None = Field(None, description="With an API key: where the caller stands.")
+
+
+class LeaseOut(BaseModel):
+    lease_id: int
+    slot: str
+    participant: str
+    state: Literal["offered", "held", "ended"]
+    offered_at: str = DateTime
+    granted_at: str | None = DateTime
+    expires_at: str = DateTime
+    ended_at: str | None = DateTime
+    end_reason: Literal["expired", "released", "revoked", "declined"] | None
+
+
+class SlotHistory(BaseModel):
+    leases: list[LeaseOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SlotAction(BaseModel):
+    action: Literal["accept", "release"]
+    slot: str
+    participant: str
+    lease_id: int
+    expires_at: str | None = DateTime
+
+
+class PoolChanged(BaseModel):
+    action: str
+    target: str
+    slots: list[SlotOut]
 
 
 class ProfileOut(BaseModel):

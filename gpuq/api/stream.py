@@ -25,6 +25,7 @@ import redis
 from flask import Blueprint, Flask, Response, current_app
 
 from gpuq import live, ratelimit
+from gpuq.api import slots as slots_api
 from gpuq.config import Settings
 from gpuq.errors import RateLimited, Unavailable
 from gpuq.events import CLOSED, Event, LocalBus, make_bus
@@ -127,7 +128,11 @@ def leaderboard_stream():
     try:
         subscription = bus.subscribe()
         snapshot = live.snapshot(
-            get_leaderboard(), get_db().autocommit, settings.board_size, current_app.extensions[SUMMARIES]
+            get_leaderboard(),
+            get_db().autocommit,
+            settings.board_size,
+            current_app.extensions[SUMMARIES],
+            slots_api.current_pool,
         )
     except BaseException:
         caps.release(address, in_redis)

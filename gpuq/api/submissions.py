@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from gpuq import idempotency, live, submissions
 from gpuq.api import auth
+from gpuq.api import slots as slots_api
 from gpuq.api.body import read_json_object
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.clock import iso_z, now
@@ -164,6 +165,8 @@ def _created(submission: StoredSubmission, profile: Profile | None, announce: bo
     if announce:
         size = current_app.config["GPUQ_SETTINGS"].board_size
         live.announce(current_app.extensions[EVENTS], board, item, rank, size, submission.leads)
+        if submission.participant is not None and submission.leads:
+            slots_api.settle()  # a new best may make them eligible for a free slot
     response = jsonify(
         {
             "success": True,

@@ -237,3 +237,85 @@ class IdempotencyKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (CheckConstraint("state IN ('in_flight', 'done')", name="state"),)
+
+
+class SlotPolicy(Base):
+    """The slot pool's policy: one row, seeded from the settings, then changed by admins."""
+
+    __tablename__ = "slot_policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    lease_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    claim_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    """0: no claim window (a free slot is granted at once)."""
+    qualifying_score: Mapped[Decimal] = mapped_column(SCORE, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        CheckConstraint(
+            "lease_seconds > 0 AND cooldown_seconds >= 0 AND claim_seconds >= 0", name="durations"
+        ),
+    )
+
+
+class Slot(Base):
+    """A named GPU slot of the pool. Removed slots stay (their leases refer to them)."""
+
+    __tablename__ = "slots"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    draining: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    """No new lease; the current one runs out."""
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+LEASE_STATES = ("offered", "held", "ended")
+END_REASONS = ("expired", "released", "revoked", "declined")
+
+
+class Lease(Base):
+    """One lease of a slot to a participant; its id is the fencing token.
+
+    Offered (claim window) -> held -> ended, or offered -> ended ("declined" when
+    the offer lapses). Two live leases on one slot, or two for one participant,
+    are impossible: unique partial indexes below.
+    """
+
+    __tablename__ = "leases"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    slot_name: Mapped[str] = mapped_column(ForeignKey("slots.name"), nullable=False)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    state: Mapped[str] = mapped_column(String(8), nullable=False)
+    offered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    granted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    """The offer's deadline while offered; the lease's end while held."""
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(f"state IN {LEASE_STATES}", name="state"),
+        CheckConstraint(f"end_reason IS NULL OR end_reason IN {END_REASONS}", name="end_reason"),
+        CheckConstraint(
+            "(state = 'ended') = (ended_at IS NOT NULL) AND (ended_at IS NULL) = (end_reason IS NULL)",
+            name="ended",
+        ),
+        CheckConstraint("state <> 'held' OR granted_at IS NOT NULL", name="granted"),
+    )
+
+
+_LIVE = Lease.ended_at.is_(None)
+Index("uq_leases_live_slot", Lease.slot_name, unique=True, postgresql_where=_LIVE, sqlite_where=_LIVE)
+Index(
+    "uq_leases_live_participant",
+    Lease.participant_id,
+    unique=True,
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
+Index("ix_leases_participant_ended", Lease.participant_id, Lease.ended_at)
+Index("ix_leases_live_expires", Lease.expires_at, postgresql_where=_LIVE, sqlite_where=_LIVE)
