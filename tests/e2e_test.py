@@ -6,6 +6,7 @@ load, and races two server processes for one address's quota.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -30,6 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_quietly(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run a command in the repository root to its end, capturing its output."""
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def first_admin(database: str) -> str:
+    """Create the first admin with the command line, as the README says; returns the key."""
+    command = [sys.executable, "-m", "gpuq", "participants", "create", "organiser", "--admin"]
+    created = run_quietly(command, {**os.environ, "DATABASE_URL": database})
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
 
 
 def stored(database: str) -> list[tuple[int, str]]:
@@ -396,12 +405,8 @@ def test_a_worker_killed_mid_request_then_a_retry_with_the_same_key_stores_exact
 def test_participants_and_an_organiser_against_two_server_processes(start_server, database, redis_server):
     """The first admin from the command line; keys over HTTP; one participant limited once
     across addresses and servers; a profile change seen by both; no key in any log."""
-    env = {**os.environ, "DATABASE_URL": database}
-    created = run_quietly(
-        [sys.executable, "-m", "gpuq", "participants", "create", "organiser", "--admin"], env
-    )
-    assert created.returncode == 0, created.stderr
-    admin = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    admin_key = first_admin(database)
+    admin = {"Authorization": f"Bearer {admin_key}"}
     settings = {
         "DATABASE_URL": database,
         "REDIS_URL": redis_server.url,
@@ -446,6 +451,87 @@ def test_participants_and_an_organiser_against_two_server_processes(start_server
     assert anonymous.json()["score"] == 83.6
     assert requests.get(f"{servers[1].base}/admin/audit", headers=alice, timeout=10).status_code == 403
 
-    secrets_ = [registered["api_key"][18:], created.stdout.strip()[18:]]
+    secrets_ = [registered["api_key"][18:], admin_key[18:]]
     for server in servers:
         assert not any(secret in server.log() for secret in secrets_)
+
+
+def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, database, redis_server):
+    """Two server processes (each with its sweeper running every 50 ms) and 16 threads
+    releasing slots as fast as they are granted, against a pool of 3 slots, until each
+    of 40 ranked participants has had exactly one turn (the cooldown outlasts the test).
+    A checker over the lease history then proves: never two live leases on one slot,
+    never two for one participant, and every grant went to the best eligible one."""
+    admin_key = first_admin(database)
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    settings = {
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "GPUQ_RATELIMIT_ENABLED": "0",
+        "GPUQ_SLOT_COOLDOWN_HOURS": "1000",
+        "GPUQ_SLOT_SWEEP_SECONDS": "0.05",
+    }
+    servers = [start_server(**settings), start_server(**settings)]
+    assert requests.put(f"{servers[0].base}/admin/slots/size", json={"size": 0}, headers=admin, timeout=10).ok
+    count, threads = 40, 16
+
+    def enter(i: int) -> tuple[str, str]:
+        base = servers[i % 2].base
+        name = f"racer{i:02d}"
+        key = requests.post(f"{base}/participants", json={"name": name}, timeout=10).json()["api_key"]
+        body = {**WORKED_EXAMPLE, "accuracy": 99 - i}  # distinct scores: racer00 ranks first
+        response = requests.post(
+            f"{base}/submit_qualification", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert response.status_code == 201
+        return name, key
+
+    with ThreadPoolExecutor(threads) as pool:
+        keys = dict(pool.map(enter, range(count)))
+    assert requests.put(f"{servers[1].base}/admin/slots/size", json={"size": 3}, headers=admin, timeout=10).ok
+
+    done = threading.Event()
+
+    def release_mine(t: int) -> int:
+        mine = {name for i, name in enumerate(sorted(keys)) if i % threads == t}
+        released = 0
+        while not done.is_set():
+            state = requests.get(f"{servers[t % 2].base}/slots", timeout=10).json()
+            for slot in state["slots"]:
+                if slot["holder"] in mine and slot["lease_state"] == "held":
+                    response = requests.post(
+                        f"{servers[(t + 1) % 2].base}/slots/{slot['name']}/release",
+                        headers={"Authorization": f"Bearer {keys[slot['holder']]}"},
+                        timeout=10,
+                    )
+                    assert response.status_code in (200, 404)  # 404: it just expired or was released
+                    released += response.status_code == 200
+            if not state["in_line"] and all(slot["holder"] is None for slot in state["slots"]):
+                done.set()  # everyone has had a turn
+        return released
+
+    with ThreadPoolExecutor(threads) as pool:
+        released = sum(pool.map(release_mine, range(threads)))
+
+    engine = create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        leases = connection.execute(
+            text(
+                "SELECT l.id, l.slot_name, p.name, l.granted_at, l.ended_at, l.end_reason "
+                "FROM leases l JOIN participants p ON p.id = l.participant_id ORDER BY l.id"
+            )
+        ).all()
+    engine.dispose()
+    assert released == count and len(leases) == count
+    # Only the top eligible win: everyone was eligible from the start, and nobody twice,
+    # so the grants must follow the ranking exactly.
+    assert [lease.name for lease in leases] == sorted(keys)
+    assert all(lease.end_reason == "released" for lease in leases)
+    for owner in ("slot_name", "name"):  # never two live leases for one slot, or for one participant
+        by_owner: dict[str, list] = {}
+        for lease in leases:
+            by_owner.setdefault(getattr(lease, owner), []).append(lease)
+        for owned in by_owner.values():
+            for earlier, later in itertools.pairwise(owned):
+                assert earlier.ended_at <= later.granted_at, (earlier, later)

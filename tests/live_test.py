@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def test_two_streams_both_receive_a_submission(start_live, database, redis_serve
         for stream in streams:
             snapshot = stream.wait_for("snapshot")
             assert snapshot["leaderboard"] == [] and snapshot["total"] == 0
-            assert snapshot["histogram"] == [0] * 10 and snapshot["slots"] == []
+            assert snapshot["histogram"] == [0] * 10
+            assert [(s["name"], s["state"]) for s in snapshot["slots"]] == [("gpu-0", "free")]
         created = submit(server)
         for stream in streams:
             event = stream.wait_for("submission", lambda d: d["submission_id"] == created["submission_id"])
@@ -147,6 +149,21 @@ def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_
         assert row.text.split()[:3] == ["1", f"#{created['submission_id']}", "87.95"]
         assert driver.execute_script("return window.__loadedOnce") is True  # no reload happened
         assert "87.95" in driver.find_element(By.ID, "announcer").text
+
+        # A participant qualifies: the free slot is granted and the page shows it, counting down.
+        key = requests.post(f"{server.base}/participants", json={"name": "alice"}, timeout=10).json()[
+            "api_key"
+        ]
+        requests.post(
+            f"{server.base}/submit_qualification",
+            json=WORKED_EXAMPLE,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        WebDriverWait(driver, 2).until(EC.text_to_be_present_in_element((By.ID, "slots"), "alice"))
+        slot = driver.find_element(By.CSS_SELECTOR, "#slots li")
+        assert slot.get_attribute("data-state") == "held"
+        assert re.fullmatch(r"gpu-0 held · alice · (24:00:00|23:59:\d\d) left", slot.text), slot.text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "board.png"))
         browser_log = driver.get_log("browser") if hasattr(driver, "get_log") else []

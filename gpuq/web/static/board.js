@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const BUCKETS = 10; // mirrors gpuq.live.bucket_of: 10-point buckets, 100 in the last
-  const state = { histogram: new Array(BUCKETS).fill(0), records: [], total: 0 };
+  const state = { histogram: new Array(BUCKETS).fill(0), records: [], total: 0, slots: [] };
   const $ = (id) => document.getElementById(id);
   const svgNS = "http://www.w3.org/2000/svg";
 
@@ -77,15 +77,46 @@
     svg.append(line, label);
   }
 
+  function countdown(expiresAt) {
+    const left = Math.max(0, Math.round((Date.parse(expiresAt) - Date.now()) / 1000));
+    const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
+  }
+
+  function describeSlot(slot) {
+    if (slot.state === "free") return "free";
+    const who = slot.holder ? ` · ${slot.holder}` : "";
+    const left = slot.expires_at ? ` · ${countdown(slot.expires_at)} left` : "";
+    const what = slot.lease_state === "offered" ? "offered" : (slot.lease_state === "held" ? "held" : slot.state);
+    return `${slot.state === "draining" ? "draining, " : ""}${what}${who}${left}`;
+  }
+
   function renderSlots(slots) {
+    state.slots = slots || [];
     const list = $("slots");
     list.replaceChildren();
-    if (!slots || !slots.length) {
+    if (!state.slots.length) {
       const item = document.createElement("li");
       item.textContent = "No slots are configured yet.";
       list.append(item);
     }
+    for (const slot of state.slots) {
+      const item = document.createElement("li");
+      item.dataset.state = slot.state;
+      const name = document.createElement("strong");
+      name.textContent = slot.name;
+      const detail = document.createElement("span");
+      detail.className = "slot-detail";
+      detail.textContent = " " + describeSlot(slot);
+      item.append(name, detail);
+      list.append(item);
+    }
   }
+
+  setInterval(() => {  // the countdowns tick between events
+    const details = document.querySelectorAll("#slots .slot-detail");
+    state.slots.forEach((slot, i) => { if (details[i]) details[i].textContent = " " + describeSlot(slot); });
+  }, 1000);
 
   function setTotal(total) {
     state.total = total;
@@ -105,6 +136,11 @@
       renderHistogram();
       renderRecords();
       renderSlots(data.slots);
+    });
+    source.addEventListener("slot", (message) => {
+      const data = JSON.parse(message.data);
+      renderSlots(data.slots);
+      $("announcer").textContent = `Slot ${data.slot}: ${data.action} (${data.participant})`;
     });
     source.addEventListener("leaderboard", (message) => {
       const data = JSON.parse(message.data);
