@@ -25,14 +25,19 @@ gets a unique violation, rolls back to its savepoint and picks the next in
 line. SQLite serialises writers, which gives the same guarantees. Expiry ends
 each lease with one conditional UPDATE, so concurrent sweeps end it once.
 
-Times come from the caller (`moment`): the database's clock in production
-(see `database_now`), an injected clock in tests. Functions here never commit.
+Times come from the caller: the database's clock in production (see
+`database_now`), an injected clock in tests. The functions that start or end
+a lease take the clock itself and read it only once they hold their locks, so
+that the recorded times follow the order in which leases really changed hands
+(a worker may be descheduled between reading a time and writing). Functions
+here never commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -48,6 +53,7 @@ LEASES = Lease.__table__
 POLICY = SlotPolicy.__table__
 SUBMISSIONS = Submission.__table__
 PARTICIPANTS = Participant.__table__
+Clock = Callable[[], dt.datetime]
 MAX_ROUNDS = 50
 """An allocation hands out at most this many leases per call (the pool is small)."""
 
@@ -262,16 +268,17 @@ def _free_slot(connection: Connection) -> str | None:
     return connection.execute(query).scalar()
 
 
-def allocate_one(connection: Connection, moment: dt.datetime, rules: Policy) -> Change | None:
+def allocate_one(connection: Connection, clock: Clock, rules: Policy) -> Change | None:
     """Give one free slot to the highest-ranked eligible participant; None when there is
     no free slot or nobody eligible. Call in a transaction and commit after each."""
     slot = _free_slot(connection)
     if slot is None:
         return None
     for _attempt in range(MAX_ROUNDS):
-        candidate = connection.execute(_ranked_entries(moment, rules).limit(1)).first()
+        candidate = connection.execute(_ranked_entries(clock(), rules).limit(1)).first()
         if candidate is None:
             return None
+        moment = clock()  # the slot is locked and seen free: the grant happens now
         offered = rules.claim_seconds > 0
         expires = moment + dt.timedelta(seconds=rules.claim_seconds if offered else rules.lease_seconds)
         try:
@@ -330,7 +337,7 @@ def _live_lease(connection: Connection, slot: str | None = None, participant_id:
     return connection.execute(query).first()
 
 
-def accept(connection: Connection, slot: str, participant: tuple[int, str], moment: dt.datetime) -> Change:
+def accept(connection: Connection, slot: str, participant: tuple[int, str], clock: Clock) -> Change:
     """The offered participant takes the slot: the lease starts now. Raises NotFound when
     the slot is not offered to them (someone else's slot looks like no slot), Conflict when
     they already hold it."""
@@ -339,6 +346,7 @@ def accept(connection: Connection, slot: str, participant: tuple[int, str], mome
         raise NotFound(f"slot {slot!r} is not offered to {participant[1]!r}")
     if lease.state == "held":
         raise Conflict(f"slot {slot!r} is already held by {participant[1]!r}")
+    moment = clock()
     expires = moment + dt.timedelta(seconds=policy(connection).lease_seconds)
     connection.execute(
         update(LEASES)
@@ -348,33 +356,33 @@ def accept(connection: Connection, slot: str, participant: tuple[int, str], mome
     return Change("accept", slot, participant[1], lease.id, expires)
 
 
-def release(connection: Connection, slot: str, participant: tuple[int, str], moment: dt.datetime) -> Change:
+def release(connection: Connection, slot: str, participant: tuple[int, str], clock: Clock) -> Change:
     """The holder (or the one offered) gives the slot back. Raises NotFound for anyone else."""
     lease = _live_lease(connection, slot=slot, participant_id=participant[0])
     if lease is None:
         raise NotFound(f"{participant[1]!r} holds no lease on slot {slot!r}")
-    _end(connection, lease.id, "released", moment)
+    _end(connection, lease.id, "released", clock())
     return Change("release", slot, participant[1], lease.id, None)
 
 
-def revoke(connection: Connection, slot: str, moment: dt.datetime) -> Change:
+def revoke(connection: Connection, slot: str, clock: Clock) -> Change:
     """An admin ends the slot's live lease. Raises NotFound when it has none."""
     _slot(connection, slot)
     lease = _live_lease(connection, slot=slot)
     if lease is None:
         raise NotFound(f"slot {slot!r} has no live lease")
-    _end(connection, lease.id, "revoked", moment)
+    _end(connection, lease.id, "revoked", clock())
     return Change(
         "revocation", slot, _names(connection, {lease.participant_id})[lease.participant_id], lease.id, None
     )
 
 
-def revoke_participant(connection: Connection, participant_id: int, moment: dt.datetime) -> Change | None:
+def revoke_participant(connection: Connection, participant_id: int, clock: Clock) -> Change | None:
     """End the participant's live lease, if any (they were disqualified)."""
     lease = _live_lease(connection, participant_id=participant_id)
     if lease is None:
         return None
-    _end(connection, lease.id, "revoked", moment)
+    _end(connection, lease.id, "revoked", clock())
     name = _names(connection, {participant_id})[participant_id]
     return Change("revocation", lease.slot_name, name, lease.id, None)
 

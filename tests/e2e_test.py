@@ -508,7 +508,9 @@ def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, 
                     assert response.status_code in (200, 404)  # 404: it just expired or was released
                     released += response.status_code == 200
             if not state["in_line"] and all(slot["holder"] is None for slot in state["slots"]):
-                done.set()  # everyone has had a turn
+                leases = requests.get(f"{servers[t % 2].base}/slots/history?limit=1", timeout=10).json()
+                if leases["total"] == count:
+                    done.set()  # everyone has had a turn
         return released
 
     with ThreadPoolExecutor(threads) as pool:
@@ -523,7 +525,8 @@ def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, 
             )
         ).all()
     engine.dispose()
-    assert released == count and len(leases) == count
+    assert len(leases) == count
+    assert released == count
     # Only the top eligible win: everyone was eligible from the start, and nobody twice,
     # so the grants must follow the ranking exactly.
     assert [lease.name for lease in leases] == sorted(keys)

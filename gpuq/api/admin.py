@@ -81,7 +81,7 @@ def _moderate_participant(name: str, disqualify: bool):
     def change(connection: Connection, reason: str, moment: dt.datetime) -> tuple[dict, dict]:
         states = moderation.set_participant(connection, member, disqualify, reason, moment)
         if disqualify:  # a disqualified participant keeps no slot
-            slots.revoke_participant(connection, member.id, moment)
+            slots.revoke_participant(connection, member.id, slots_api.slot_clock(connection))
         return states
 
     return _moderate("participant", disqualify, change, f"participant:{member.name}")
@@ -279,7 +279,11 @@ def resume_slot(name: str):
 @bp.post("/slots/<name>/revoke")
 def revoke_slot(name: str):
     reason = validate(ReasonIn, read_json_object(request)).reason
-    return _slot_change("slot.revoke", f"slot:{name}", lambda c, m: slots.revoke(c, name, m), reason)
+
+    def change(connection: Connection, moment: dt.datetime) -> slots.Change:
+        return slots.revoke(connection, name, slots_api.slot_clock(connection))
+
+    return _slot_change("slot.revoke", f"slot:{name}", change, reason)
 
 
 @bp.put("/slots/size")

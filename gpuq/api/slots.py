@@ -41,8 +41,13 @@ IN_LINE = 5
 def slot_now(connection: Connection) -> dt.datetime:
     """The time leases are measured by: the database's clock, unless the app was given a
     clock (tests move an injected clock by hand)."""
+    return slot_clock(connection)()
+
+
+def slot_clock(connection: Connection) -> slots.Clock:
+    """`slot_now` as a clock to read later (gpuq.slots reads it once it holds its locks)."""
     clock = current_app.extensions[CLOCK]
-    return slots.database_now(connection) if clock is utcnow else clock()
+    return (lambda: slots.database_now(connection)) if clock is utcnow else clock
 
 
 def ensure_seeded() -> None:
@@ -68,7 +73,7 @@ def settle() -> list[slots.Change]:
             connection.commit()
         for _round in range(slots.MAX_ROUNDS):
             with database.connect() as connection:
-                change = slots.allocate_one(connection, slot_now(connection), rules)
+                change = slots.allocate_one(connection, slot_clock(connection), rules)
                 connection.commit()
             if change is None:
                 break
@@ -126,7 +131,7 @@ def current_pool() -> list[dict[str, Any]]:
 def get_slots():
     member = auth.caller()
     ensure_seeded()
-    with get_db().autocommit() as connection:
+    with get_db().snapshot() as connection:  # the pool and the line as of one moment
         moment = slot_now(connection)
         rules = slots.policy(connection)
         body: dict[str, Any] = {
@@ -171,7 +176,7 @@ def _holder_action(name: str, act: Any):
     ensure_seeded()
     with get_db().connect() as connection:
         change = act(
-            connection, slots.check_slot_name(name, "slot"), (member.id, member.name), slot_now(connection)
+            connection, slots.check_slot_name(name, "slot"), (member.id, member.name), slot_clock(connection)
         )
         connection.commit()
     publish([change])

@@ -28,6 +28,14 @@ class Database:
         """A transactional connection: use it in a `with` block and commit at the edge."""
         return self.engine.connect()
 
+    def snapshot(self) -> Connection:
+        """A connection whose reads all see one consistent state of the database (a
+        REPEATABLE READ transaction on PostgreSQL; SQLite's transactions already are)."""
+        connection = self.engine.connect()
+        if self.engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        return connection
+
     def autocommit(self) -> Connection:
         """A connection on which every statement is its own transaction, committed when it returns.
 
