@@ -3,6 +3,8 @@ releases, the admin's pool changes, and the events the board consumes."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from gpuq.api.slots import settle
@@ -195,3 +197,24 @@ def test_anonymous_submissions_rank_but_never_receive_a_slot(make_app, clock):
     assert field(client) == [("gpu-0", "free", None)]
     assert pool(client)["in_line"] == []
     assert "me" not in pool(client)
+
+
+def test_the_readme_worked_example(make_app):
+    clock = FrozenClock(dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC))
+    app = make_app(clock=clock, qualifying_score=80)
+    client = app.test_client()
+    alice, bob, carol = register(client, "alice"), register(client, "bob"), register(client, "carol")
+    assert submit_as(client, None, "10.0.0.9", accuracy=100, gpu_utilization=100).get_json()["score"] > 87.95
+    assert submit_as(client, alice, "10.0.0.1").get_json()["score"] == 87.95
+    assert submit_as(client, bob, "10.0.0.2", completion_time=48).get_json()["score"] == 84.95
+    assert submit_as(client, carol, "10.0.0.3", accuracy=10, gpu_utilization=95).get_json()["score"] == 76
+    assert field(client) == [("gpu-0", "held", "alice")]  # 1. the anonymous 90 ranks, never holds
+    assert pool(client, bob)["me"]["position"] == 1  # 2.
+    assert "below the qualifying score" in pool(client, carol)["me"]["reason"]
+    clock.advance(24 * HOUR)  # 3. next day 09:00
+    assert sweep(app) == ["expiry:gpu-0:alice", "grant:gpu-0:bob"]
+    clock.advance(6 * HOUR)  # 4. Bob releases at 15:00: nobody eligible
+    client.post("/slots/gpu-0/release", headers=bearer(bob))
+    assert field(client) == [("gpu-0", "free", None)]
+    clock.advance(18 * HOUR)  # the day after, 09:00: Alice's cooldown is over
+    assert sweep(app) == ["grant:gpu-0:alice"]
