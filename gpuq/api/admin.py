@@ -158,6 +158,7 @@ def put_scoring():
         raise InvalidInput(f"invalid fields: {field}", [FieldError(field, str(exc))]) from None
     settings = current_app.config["GPUQ_SETTINGS"]
     profiles.get_profile()  # a new database gets its first version here
+    slots_api.ensure_seeded()
     moment = now()
     with get_db().connect() as connection:
         current = profiles.active(connection)
@@ -171,8 +172,10 @@ def put_scoring():
                     "rescored": 0,
                     "scores_changed": 0,
                     "leaders": [],
+                    "slot_line": None,
                 }
             )
+        line_before = _slot_line(connection)
         outcome = rescoring.change_profile(connection, new, moment, dry_run, settings.admin_timeout)
         result = {
             "dry_run": dry_run,
@@ -185,6 +188,7 @@ def put_scoring():
                 {**item, "score": number(item["score"]), "previous_score": number(item["previous_score"])}
                 for item in outcome.leaders
             ],
+            "slot_line": {"before": line_before, "after": _slot_line(connection)},
         }
         if dry_run:
             connection.rollback()
@@ -207,6 +211,13 @@ def put_scoring():
     get_leaderboard().refresh()
     slots_api.settle()
     return jsonify(result)
+
+
+def _slot_line(connection: Connection) -> list[str]:
+    """Who is next in line for a slot, by name (slot holders keep their leases on a rescoring)."""
+    clock = slots_api.slot_now(connection)
+    line = slots.in_line(connection, clock, slots.policy(connection), slots_api.IN_LINE)
+    return [entry["participant"] for entry in line]
 
 
 @bp.get("/audit")

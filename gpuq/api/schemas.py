@@ -404,6 +404,11 @@ class LeaderChange(BaseModel):
     previous_score: float
 
 
+class SlotLine(BaseModel):
+    before: list[str]
+    after: list[str]
+
+
 class ProfileChange(BaseModel):
     dry_run: bool
     changed: bool = Field(description="False when the profile equals the active one (nothing done).")
@@ -412,6 +417,9 @@ class ProfileChange(BaseModel):
     rescored: int
     scores_changed: int
     leaders: list[LeaderChange] = Field(description="The top of view best after the change.")
+    slot_line: SlotLine | None = Field(
+        description="The next in line for a GPU slot before and after (holders keep their leases)."
+    )
 
 
 class Moderated(BaseModel):

@@ -218,3 +218,31 @@ def test_the_readme_worked_example(make_app):
     assert field(client) == [("gpu-0", "free", None)]
     clock.advance(18 * HOUR)  # the day after, 09:00: Alice's cooldown is over
     assert sweep(app) == ["grant:gpu-0:alice"]
+
+
+def test_a_scoring_dry_run_shows_how_the_line_for_slots_would_change(make_app, clock):
+    app = make_app(clock=clock)
+    client = app.test_client()
+    admin = make_admin(app)
+    top, steady, quick = (register(client, name) for name in ("top", "steady", "quick"))
+    submit_as(client, top, "10.0.0.1", gpu_utilization=100, completion_time=1)
+    submit_as(client, steady, "10.0.0.2", gpu_utilization=100, completion_time=80)
+    submit_as(client, quick, "10.0.0.3", gpu_utilization=40, completion_time=5)
+    favour_speed = {
+        "weights": {
+            "gpu_utilization": 0.1,
+            "memory_usage": 0.2,
+            "power_efficiency": 0.2,
+            "completion_time": 0.4,
+            "accuracy": 0.1,
+        },
+        "time_best": 0,
+        "time_worst": 90,
+    }
+    report = client.put("/admin/scoring?dry_run=true", json=favour_speed, headers=bearer(admin)).get_json()
+    assert report["slot_line"] == {"before": ["steady", "quick"], "after": ["quick", "steady"]}
+    assert [e["participant"] for e in pool(client)["in_line"]] == ["steady", "quick"]  # nothing changed
+    applied = client.put("/admin/scoring", json=favour_speed, headers=bearer(admin)).get_json()
+    assert applied["slot_line"]["after"] == ["quick", "steady"]
+    assert [e["participant"] for e in pool(client)["in_line"]] == ["quick", "steady"]
+    assert field(client) == [("gpu-0", "held", "top")]  # the holder keeps the lease
