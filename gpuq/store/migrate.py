@@ -53,10 +53,27 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
     with open(lock_path, "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
-            with engine.connect() as connection:
+            with engine.connect() as connection, _foreign_keys_deferred(connection):
                 yield connection
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _foreign_keys_deferred(connection: Connection) -> Iterator[None]:
+    """SQLite alters a table by copying it and dropping the old one; with foreign keys on,
+    dropping a table that other rows refer to fails (or deletes them). So the migration
+    runs with them off (the pragma only works outside a transaction), is checked with
+    `foreign_key_check` before they are switched back on, and fails if anything dangles."""
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if dangling:
+            raise RuntimeError(f"the migration left rows referring to nothing: {dangling[:5]}")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DataError, IntegrityError
 
+from gpuq import create_app
 from gpuq.config import Settings
 from gpuq.store import migrate
 from gpuq.store.db import get_db, make_engine
@@ -142,3 +143,63 @@ def test_timestamps_are_stored_as_utc(make_app):
     submitted = client.get(response.headers["Location"]).get_json()["submitted_at"]
     moment = dt.datetime.fromisoformat(submitted.replace("Z", "+00:00"))
     assert abs((moment - before).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_upgrading_a_database_with_submissions_keeps_every_score(database, tmp_path):
+    """A database from before participants (0002) with a stored profile and submissions:
+    after the upgrade the profile is the active one (weights now fractions), the rows are
+    anonymous, ranked and unchanged, and the service scores and ranks as before."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}" if database == "sqlite" else services.create_database()
+    engine = make_engine(Settings(database_url=url))
+    try:
+        migrate.upgrade(engine, "0002")
+        old_profile = (
+            '{"time_best":"0","time_worst":"90","weight_accuracy":"15","weight_completion_time":"15",'
+            '"weight_gpu_utilization":"25","weight_memory_usage":"20","weight_power_efficiency":"25"}'
+        )
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO scoring_profiles (version, parameters, created_at) VALUES (1, :p, :t)"),
+                {"p": old_profile, "t": dt.datetime(2026, 1, 1)},
+            )
+            columns = ", ".join(VALID_ROW)
+            values = ", ".join(f":{name}" for name in VALID_ROW)
+            connection.execute(
+                text(
+                    f"INSERT INTO submissions ({columns}, profile_version, client_address, created_at) "
+                    f"VALUES ({values}, 1, '127.0.0.1', :t)"
+                ),
+                {**{k: float(v) for k, v in VALID_ROW.items()}, "t": dt.datetime(2026, 1, 1)},
+            )
+            connection.execute(  # a row referring to the submission, as a keyed submit leaves
+                text(
+                    "INSERT INTO idempotency_keys (scope, key, fingerprint, state, submission_id, "
+                    "created_at) VALUES ('127.0.0.1', 'k', 'f', 'done', 1, :t)"
+                ),
+                {"t": dt.datetime(2026, 1, 1)},
+            )
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            profile = connection.execute(text("SELECT parameters, active FROM scoring_profiles")).one()
+            row = connection.execute(text("SELECT ranked, leads, participant_id FROM submissions")).one()
+        assert '"weight_gpu_utilization":"0.25"' in profile.parameters and profile.active
+        assert bool(row.ranked) and bool(row.leads) and row.participant_id is None
+
+        app = create_app(Settings(database_url=url))
+        client = app.test_client()
+        assert client.get("/submissions/1").get_json()["profile_version"] == 1
+        created = client.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
+        assert created["score"] == 87.95 and created["rank"] == 2  # ties go to the earlier one
+        assert [e["submission_id"] for e in client.get("/leaderboard").get_json()["leaderboard"]] == [1, 2]
+        get_db(app).engine.dispose()
+        migrate.downgrade(engine, "0002")  # and back, keeping the rows
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM submissions")).scalar_one() == 2
+            assert connection.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one() == 1
+            parameters = connection.execute(text("SELECT parameters FROM scoring_profiles")).scalar_one()
+        assert '"weight_gpu_utilization":"25"' in parameters
+    finally:
+        engine.dispose()
+        if database == "postgresql":
+            services.drop_database(url)
