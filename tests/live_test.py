@@ -178,3 +178,41 @@ def test_a_stream_ends_after_its_maximum_lifetime(start_live, tmp_path):
     body = b"".join(response.iter_content(chunk_size=None))  # returns only once the server ends it
     assert b"event: snapshot" in body
     assert body.startswith(b"retry: ")
+
+
+def test_the_sweeper_of_a_real_server_hands_an_expired_slot_on(start_live, database, redis_server):
+    """Leases of 1.8 s and a sweeper every 0.1 s in each of two workers: the slot passes to
+    the next in line exactly once, and the stream says so."""
+    server = start_live(
+        DATABASE_URL=database,
+        REDIS_URL=redis_server.url,
+        WEB_CONCURRENCY="2",
+        GPUQ_SLOT_HOURS="0.0005",
+        GPUQ_SLOT_SWEEP_SECONDS="0.1",
+    )
+    stream = EventStream(f"{server.base}/leaderboard/stream")
+    try:
+        stream.wait_for("snapshot")
+        for name, accuracy in (("first", 90), ("second", 80)):
+            key = requests.post(f"{server.base}/participants", json={"name": name}, timeout=10).json()[
+                "api_key"
+            ]
+            response = requests.post(
+                f"{server.base}/submit_qualification",
+                json={**WORKED_EXAMPLE, "accuracy": accuracy},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            assert response.status_code == 201
+        stream.wait_for("slot", lambda d: d["action"] == "grant" and d["participant"] == "first")
+        expiry = stream.wait_for("slot", lambda d: d["action"] == "expiry", timeout=15)
+        assert expiry["participant"] == "first"
+        handed = stream.wait_for("slot", lambda d: d["action"] == "grant", timeout=15)
+        assert handed["participant"] == "second" and handed["slots"][0]["holder"] == "second"
+    finally:
+        stream.close()
+    oldest = requests.get(f"{server.base}/slots/history?limit=100", timeout=10).json()["leases"][::-1]
+    # Two workers swept every 0.1 s; still one lease after another, the second one to "second".
+    assert [(lease["participant"], lease["end_reason"]) for lease in oldest[:1]] == [("first", "expired")]
+    assert oldest[1]["participant"] == "second"
+    assert oldest[1]["granted_at"] >= oldest[0]["ended_at"]

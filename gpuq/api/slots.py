@@ -21,6 +21,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gpuq import slots
 from gpuq.api import auth
@@ -78,6 +80,8 @@ def settle() -> list[slots.Change]:
             if change is None:
                 break
             changes.append(change)
+    except (OperationalError, PoolTimeout) as exc:  # the database is down or slow: expected, brief
+        log.warning("slot allocation skipped, the database is unavailable: %s", type(exc).__name__)
     except Exception:
         log.exception("slot allocation failed; the sweeper tries again")
     publish(changes)
