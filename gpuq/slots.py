@@ -371,19 +371,18 @@ def revoke(connection: Connection, slot: str, clock: Clock) -> Change:
     lease = _live_lease(connection, slot=slot)
     if lease is None:
         raise NotFound(f"slot {slot!r} has no live lease")
-    _end(connection, lease.id, "revoked", clock())
-    return Change(
-        "revocation", slot, _names(connection, {lease.participant_id})[lease.participant_id], lease.id, None
-    )
+    return _revoke(connection, lease, clock)
 
 
 def revoke_participant(connection: Connection, participant_id: int, clock: Clock) -> Change | None:
     """End the participant's live lease, if any (they were disqualified)."""
     lease = _live_lease(connection, participant_id=participant_id)
-    if lease is None:
-        return None
+    return None if lease is None else _revoke(connection, lease, clock)
+
+
+def _revoke(connection: Connection, lease: Any, clock: Clock) -> Change:
     _end(connection, lease.id, "revoked", clock())
-    name = _names(connection, {participant_id})[participant_id]
+    name = _names(connection, {lease.participant_id})[lease.participant_id]
     return Change("revocation", lease.slot_name, name, lease.id, None)
 
 

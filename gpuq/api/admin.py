@@ -60,7 +60,13 @@ def revoke_key(name: str):
     return change_key(name, _actor(), rotate=False)
 
 
-def _moderate(kind: str, disqualify: bool, change: Callable[..., tuple[dict, dict]], target: str):
+def _moderate(
+    kind: str,
+    disqualify: bool,
+    change: Callable[..., tuple[dict, dict]],
+    target: str,
+    slot_changes: list[slots.Change] | None = None,
+):
     """Apply a moderation `change(connection, reason, moment)` with its audit record; the index follows."""
     reason = validate(ReasonIn, read_json_object(request)).reason
     moment = now()
@@ -70,6 +76,7 @@ def _moderate(kind: str, disqualify: bool, change: Callable[..., tuple[dict, dic
         audit.record(connection, _actor(), action, target, before, after, reason, moment)
         connection.commit()
     get_leaderboard().refresh()
+    slots_api.publish(slot_changes or [])
     slots_api.settle()
     return jsonify({"target": target, "action": action, "before": before, "after": after})
 
@@ -78,13 +85,16 @@ def _moderate_participant(name: str, disqualify: bool):
     with get_db().autocommit() as connection:
         member = participants.get(connection, name)
 
+    revoked: list[slots.Change] = []
+
     def change(connection: Connection, reason: str, moment: dt.datetime) -> tuple[dict, dict]:
         states = moderation.set_participant(connection, member, disqualify, reason, moment)
         if disqualify:  # a disqualified participant keeps no slot
-            slots.revoke_participant(connection, member.id, slots_api.slot_clock(connection))
+            lease = slots.revoke_participant(connection, member.id, slots_api.slot_clock(connection))
+            revoked.extend([lease] if lease else [])
         return states
 
-    return _moderate("participant", disqualify, change, f"participant:{member.name}")
+    return _moderate("participant", disqualify, change, f"participant:{member.name}", revoked)
 
 
 @bp.post("/participants/<name>/disqualify")

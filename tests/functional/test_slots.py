@@ -114,12 +114,17 @@ def test_the_qualifying_score_and_disqualification_decide_who_is_eligible(make_a
     low = pool(client, keys[1])["me"]
     assert low["eligible"] is False and "below the qualifying score 85" in low["reason"]
     assert pool(client)["in_line"] == []
+    subscription = app.extensions[EVENTS].subscribe()
     disqualified = client.post(
         "/admin/participants/player0/disqualify", json={"reason": "shared keys"}, headers=bearer(admin)
     )
     assert disqualified.status_code == 200
     assert field(client) == [("gpu-0", "free", None)]
     assert history(client)[0]["end_reason"] == "revoked"
+    event = subscription.get(timeout=10)
+    while event.type != "slot":
+        event = subscription.get(timeout=10)
+    assert (event.data["action"], event.data["participant"]) == ("revocation", "player0")
     assert pool(client, keys[0])["me"]["reason"] == "disqualified"
     changed = client.put("/admin/slots/policy", json={"qualifying_score": 50}, headers=bearer(admin))
     assert changed.get_json()["qualifying_score"] == 50
