@@ -6,7 +6,8 @@
    active (skipped for a dry run). Submissions are fenced on the active
    version (gpuq.submissions), so none is scored with the old profile after
    this commits;
-2. keep every submission's current score in a temporary table;
+2. keep every submission's current score (and whether it led) in `score_history`,
+   marked with the new version that replaced it;
 3. rescore every submission (disqualified ones too): on PostgreSQL one
    set-based UPDATE computing the points with NUMERIC arithmetic, exactly as
    gpuq.scoring does (half-up rounding, one division last, 20 decimal places
@@ -29,12 +30,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
     Connection,
-    MetaData,
     Numeric,
-    Table,
     and_,
     bindparam,
     case,
@@ -42,7 +39,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
@@ -50,21 +46,13 @@ from sqlalchemy import (
 from gpuq import moderation, profiles, scoring
 from gpuq.participants import PARTICIPANTS
 from gpuq.scoring import METRICS, PERCENT_METRICS, Profile
-from gpuq.store.models import ID, SCORE, ScoringProfile, Submission
+from gpuq.store.models import SCORE, ScoreHistory, ScoringProfile, Submission
 
 TABLE = Submission.__table__
 PROFILES = ScoringProfile.__table__
 BATCH = 5000
 
-_scratch = MetaData()
-BEFORE = Table(
-    "rescore_before",
-    _scratch,
-    Column("id", ID, primary_key=True),
-    Column("score", SCORE, nullable=False),
-    Column("leads", Boolean, nullable=False),
-    prefixes=["TEMPORARY"],
-)
+HISTORY = ScoreHistory.__table__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,37 +86,34 @@ def change_profile(
     found = profiles.active(connection)
     assert found is not None, "a database with submissions has an active profile"
     previous_version = found[1]
-    version = None
+    # A dry run records the version too (inactive): everything is rolled back anyway.
+    version = profiles.newest_version(connection) + 1
     if not dry_run:
-        version = profiles.newest_version(connection) + 1
         connection.execute(update(PROFILES).where(PROFILES.c.active).values(active=False))
-        connection.execute(
-            insert(PROFILES).values(
-                version=version, parameters=profiles.canonical(new), created_at=moment, active=True
-            )
+    connection.execute(
+        insert(PROFILES).values(
+            version=version, parameters=profiles.canonical(new), created_at=moment, active=not dry_run
         )
-    BEFORE.drop(connection, checkfirst=True)
-    BEFORE.create(connection)
-    try:
-        connection.execute(
-            insert(BEFORE).from_select(
-                ["id", "score", "leads"], select(TABLE.c.id, TABLE.c.score, TABLE.c.leads)
-            )
+    )
+    connection.execute(
+        insert(HISTORY).from_select(
+            ["submission_id", "replaced_by", "profile_version", "score", "leads"],
+            select(TABLE.c.id, literal(version), TABLE.c.profile_version, TABLE.c.score, TABLE.c.leads),
         )
-        if connection.dialect.name == "postgresql":
-            rescored = _rescore_in_sql(connection, new, version)
-        else:
-            rescored = _rescore_in_python(connection, new, version)
-        moderation.place_leaders(connection)
-        changed = connection.scalar(
-            select(func.count())
-            .select_from(TABLE.join(BEFORE, BEFORE.c.id == TABLE.c.id))
-            .where(BEFORE.c.score != TABLE.c.score)
-        )
-        leaders = _leaders_compared(connection, top)
-    finally:
-        BEFORE.drop(connection)
-    return Outcome(previous_version, version, rescored, changed or 0, leaders)
+    )
+    if connection.dialect.name == "postgresql":
+        rescored = _rescore_in_sql(connection, new, version)
+    else:
+        rescored = _rescore_in_python(connection, new, version)
+    moderation.place_leaders(connection)
+    before = HISTORY.alias("before")
+    changed = connection.scalar(
+        select(func.count())
+        .select_from(TABLE.join(before, before.c.submission_id == TABLE.c.id))
+        .where(before.c.replaced_by == version, before.c.score != TABLE.c.score)
+    )
+    leaders = _leaders_compared(connection, version, top)
+    return Outcome(previous_version, None if dry_run else version, rescored, changed or 0, leaders)
 
 
 def allow_long_statements(connection: Connection, seconds: float) -> None:
@@ -200,32 +185,39 @@ def _rescore_in_python(connection: Connection, profile: Profile, version: int | 
     return count
 
 
-def _leaders_compared(connection: Connection, top: int) -> list[dict[str, Any]]:
-    """The first `top` entries of view best now, with their score and rank in view best before."""
+def _leaders_compared(connection: Connection, version: int, top: int) -> list[dict[str, Any]]:
+    """The first `top` entries of view best now, with their score and rank in view best before
+    (from the score history this change wrote)."""
+    before = HISTORY.alias("before")
     rows = connection.execute(
-        select(TABLE.c.id, TABLE.c.score, PARTICIPANTS.c.name, BEFORE.c.score, BEFORE.c.leads)
-        .join(BEFORE, BEFORE.c.id == TABLE.c.id)
+        select(TABLE.c.id, TABLE.c.score, PARTICIPANTS.c.name, before.c.score, before.c.leads)
+        .join(before, and_(before.c.submission_id == TABLE.c.id, before.c.replaced_by == version))
         .outerjoin(PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id)
         .where(TABLE.c.leads)
         .order_by(TABLE.c.score.desc(), TABLE.c.id)
         .limit(top)
     ).all()
-    leaders = []
-    for rank, (submission_id, score, name, old_score, old_leads) in enumerate(rows, start=1):
-        old_rank = None
-        if old_leads:
-            better = or_(
-                BEFORE.c.score > old_score, and_(BEFORE.c.score == old_score, BEFORE.c.id < submission_id)
-            )
-            old_rank = (connection.scalar(select(func.count()).where(BEFORE.c.leads, better)) or 0) + 1
-        leaders.append(
-            {
-                "rank": rank,
-                "previous_rank": old_rank,
-                "submission_id": submission_id,
-                "participant": name,
-                "score": score,
-                "previous_score": old_score,
-            }
-        )
-    return leaders
+    # Their ranks before, in one pass over the entries that led then.
+    place = func.rank().over(order_by=(before.c.score.desc(), before.c.submission_id)).label("place")
+    ranked = (
+        select(before.c.submission_id, place)
+        .where(before.c.replaced_by == version, before.c.leads)
+        .subquery()
+    )
+    ids = [row[0] for row in rows]
+    earlier = dict(
+        connection.execute(
+            select(ranked.c.submission_id, ranked.c.place).where(ranked.c.submission_id.in_(ids))
+        ).all()
+    )
+    return [
+        {
+            "rank": rank,
+            "previous_rank": earlier.get(submission_id),
+            "submission_id": submission_id,
+            "participant": name,
+            "score": score,
+            "previous_score": old_score,
+        }
+        for rank, (submission_id, score, name, old_score, _old_leads) in enumerate(rows, start=1)
+    ]

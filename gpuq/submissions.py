@@ -23,7 +23,7 @@ from sqlalchemy import Connection, bindparam, false, func, insert, select, true,
 from gpuq.clock import to_millis
 from gpuq.errors import GpuqError, NotFound
 from gpuq.scoring import METRICS, Profile, score
-from gpuq.store.models import Participant, ScoringProfile, Submission
+from gpuq.store.models import Participant, ScoreHistory, ScoringProfile, Submission
 
 TABLE = Submission.__table__
 PARTICIPANTS = Participant.__table__
@@ -214,6 +214,21 @@ def summary(connection: Connection, participant_id: int) -> Summary:
         .first()
     )
     return Summary(count or 0, None if row is None else StoredSubmission.from_row(row))
+
+
+HISTORY = ScoreHistory.__table__
+
+
+def earlier_scores(connection: Connection, submission_id: int) -> list[tuple[int, Decimal]]:
+    """(profile version, score) of each score the submission had before a profile change, oldest first."""
+    return [
+        (version, earlier)
+        for version, earlier in connection.execute(
+            select(HISTORY.c.profile_version, HISTORY.c.score)
+            .where(HISTORY.c.submission_id == submission_id)
+            .order_by(HISTORY.c.replaced_by)
+        )
+    ]
 
 
 def of_participant(

@@ -85,6 +85,7 @@ TABLES = (
     "leases",
     "slots",
     "slot_policy",
+    "score_history",
     "submissions",
     "api_keys",
     "participants",

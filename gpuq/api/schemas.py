@@ -104,6 +104,11 @@ class SubmissionCreated(BaseModel):
     breakdown: Breakdown
 
 
+class EarlierScore(BaseModel):
+    profile_version: int
+    score: float = Field(ge=0, le=100)
+
+
 class SubmissionOut(BaseModel):
     submission_id: int
     score: float = Field(ge=0, le=100)
@@ -113,6 +118,9 @@ class SubmissionOut(BaseModel):
     profile_version: int
     submitted_at: str = Field(json_schema_extra={"format": "date-time"})
     breakdown: Breakdown
+    earlier_scores: list[EarlierScore] = Field(
+        description="Its scores under earlier profiles, oldest first (kept when a profile change rescores)."
+    )
 
 
 class LeaderboardEntry(BaseModel):

@@ -201,6 +201,7 @@ def get_submission(submission_id: int):
         raise NotFound(f"no submission with id {submission_id}")
     with get_db().autocommit() as connection:
         submission = submissions.get(connection, submission_id)
+        earlier = submissions.earlier_scores(connection, submission_id)
     profile, version = get_profile()
     same_profile = submission.profile_version == version
     return jsonify(
@@ -213,5 +214,6 @@ def get_submission(submission_id: int):
             "profile_version": submission.profile_version,
             "submitted_at": iso_z(submission.created_at),
             "breakdown": breakdown(submission, profile if same_profile else None),
+            "earlier_scores": [{"profile_version": v, "score": number(score)} for v, score in earlier],
         }
     )

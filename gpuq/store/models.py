@@ -217,6 +217,20 @@ Index(
 Index("ix_submissions_participant", Submission.participant_id, Submission.score.desc(), Submission.id)
 
 
+class ScoreHistory(Base):
+    """A submission's score before a profile change replaced it: what it scored under
+    `profile_version`, and whether it led its participant's entries then. Written by
+    gpuq.rescoring in the same transaction as the change (`replaced_by`)."""
+
+    __tablename__ = "score_history"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    replaced_by: Mapped[int] = mapped_column(ForeignKey("scoring_profiles.version"), primary_key=True)
+    profile_version: Mapped[int] = mapped_column(ForeignKey("scoring_profiles.version"), nullable=False)
+    score: Mapped[Decimal] = mapped_column(SCORE, nullable=False)
+    leads: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+
 class IdempotencyKey(Base):
     """A client's Idempotency-Key and what its first request produced.
 

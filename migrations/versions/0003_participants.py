@@ -15,7 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from alembic import op
 
-from gpuq.store.types import UTCDateTime
+from gpuq.store.types import ExactDecimal, UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
@@ -107,6 +107,28 @@ def upgrade() -> None:
         sqlite_where=active,
     )
     _rewrite_weights(Decimal("0.01"))
+    op.create_table(
+        "score_history",
+        sa.Column("submission_id", ID, nullable=False),
+        sa.Column("replaced_by", sa.Integer(), nullable=False),
+        sa.Column("profile_version", sa.Integer(), nullable=False),
+        sa.Column("score", ExactDecimal(5, 2), nullable=False),
+        sa.Column("leads", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["submission_id"], ["submissions.id"], name=op.f("fk_score_history_submission_id_submissions")
+        ),
+        sa.ForeignKeyConstraint(
+            ["replaced_by"],
+            ["scoring_profiles.version"],
+            name=op.f("fk_score_history_replaced_by_scoring_profiles"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["profile_version"],
+            ["scoring_profiles.version"],
+            name=op.f("fk_score_history_profile_version_scoring_profiles"),
+        ),
+        sa.PrimaryKeyConstraint("submission_id", "replaced_by", name=op.f("pk_score_history")),
+    )
 
     op.drop_index("ix_submissions_ranking", table_name="submissions")
     with op.batch_alter_table("submissions") as batch:
@@ -140,6 +162,7 @@ def downgrade() -> None:
         for column in ("leads", "ranked", "disqualify_reason", "disqualified_at", "participant_id"):
             batch.drop_column(column)
     op.create_index("ix_submissions_ranking", "submissions", [sa.text("score DESC"), "id"])
+    op.drop_table("score_history")
     _rewrite_weights(Decimal(100))
     op.drop_index("uq_scoring_profiles_active", table_name="scoring_profiles")
     with op.batch_alter_table("scoring_profiles") as batch:

@@ -18,6 +18,7 @@ from gpuq import cli
 from gpuq.api.openapi import OPERATIONS
 from gpuq.profiles import parse
 from gpuq.scoring import METRICS, Profile, score
+from gpuq.serialize import number
 from gpuq.store.db import get_db
 from gpuq.store.models import Submission
 from tests.conftest import bearer, make_admin, register, submit_as, truncate
@@ -268,6 +269,11 @@ def test_applying_a_profile_rescores_every_submission_with_the_scoring_module(ap
         expected = score(dict(zip(METRICS, row[3:8], strict=True)), new)
         assert row.score == expected.total and row.profile_version == 2
         assert list(row[8:]) == [expected.points[m] for m in METRICS]
+    # Each submission keeps the score it had: explainable under the version that gave it.
+    for row in stored_rows(app):
+        before = score(dict(zip(METRICS, row[3:8], strict=True)), Profile()).total
+        earlier = client.get(f"/submissions/{row.id}").get_json()["earlier_scores"]
+        assert earlier == [{"profile_version": 1, "score": number(before)}]
     # New submissions use it; the old version stays stored.
     created = submit_as(client, alice, address="10.0.0.9").get_json()
     assert client.get(f"/submissions/{created['submission_id']}").get_json()["profile_version"] == 2
