@@ -221,14 +221,14 @@ HISTORY = ScoreHistory.__table__
 
 def earlier_scores(connection: Connection, submission_id: int) -> list[tuple[int, Decimal]]:
     """(profile version, score) of each score the submission had before a profile change, oldest first."""
-    return [
-        (version, earlier)
-        for version, earlier in connection.execute(
-            select(HISTORY.c.profile_version, HISTORY.c.score)
-            .where(HISTORY.c.submission_id == submission_id)
-            .order_by(HISTORY.c.replaced_by)
-        )
-    ]
+    # One primary-key probe per profile version (there are few), not a scan of the history.
+    versions = select(PROFILES.c.version).scalar_subquery()
+    rows = connection.execute(
+        select(HISTORY.c.profile_version, HISTORY.c.score)
+        .where(HISTORY.c.replaced_by.in_(versions), HISTORY.c.submission_id == submission_id)
+        .order_by(HISTORY.c.replaced_by)
+    )
+    return [(version, earlier) for version, earlier in rows]
 
 
 def of_participant(

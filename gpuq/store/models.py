@@ -214,19 +214,32 @@ Index(
     sqlite_where=Submission.leads,
 )
 # A participant's submissions, best first (their history, their best).
-Index("ix_submissions_participant", Submission.participant_id, Submission.score.desc(), Submission.id)
+_OWNED = Submission.participant_id.is_not(None)
+Index(
+    "ix_submissions_participant",
+    Submission.participant_id,
+    Submission.score.desc(),
+    Submission.id,
+    postgresql_where=_OWNED,
+    sqlite_where=_OWNED,
+)
 
 
 class ScoreHistory(Base):
     """A submission's score before a profile change replaced it: what it scored under
     `profile_version`, and whether it led its participant's entries then. Written by
-    gpuq.rescoring in the same transaction as the change (`replaced_by`)."""
+    gpuq.rescoring in the same transaction as the change (`replaced_by`).
+
+    No foreign keys, measured: checking three per row tripled the time of rescoring a
+    million submissions; submissions and profile versions are never deleted anyway."""
 
     __tablename__ = "score_history"
 
-    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
-    replaced_by: Mapped[int] = mapped_column(ForeignKey("scoring_profiles.version"), primary_key=True)
-    profile_version: Mapped[int] = mapped_column(ForeignKey("scoring_profiles.version"), nullable=False)
+    # The version first: a change appends its rows at the end of the index instead of
+    # splitting every page between the rows of earlier changes (measured: 2.5x faster).
+    replaced_by: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ID, primary_key=True)
+    profile_version: Mapped[int] = mapped_column(Integer, nullable=False)
     score: Mapped[Decimal] = mapped_column(SCORE, nullable=False)
     leads: Mapped[bool] = mapped_column(Boolean, nullable=False)
 

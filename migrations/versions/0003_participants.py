@@ -114,20 +114,7 @@ def upgrade() -> None:
         sa.Column("profile_version", sa.Integer(), nullable=False),
         sa.Column("score", ExactDecimal(5, 2), nullable=False),
         sa.Column("leads", sa.Boolean(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["submission_id"], ["submissions.id"], name=op.f("fk_score_history_submission_id_submissions")
-        ),
-        sa.ForeignKeyConstraint(
-            ["replaced_by"],
-            ["scoring_profiles.version"],
-            name=op.f("fk_score_history_replaced_by_scoring_profiles"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["profile_version"],
-            ["scoring_profiles.version"],
-            name=op.f("fk_score_history_profile_version_scoring_profiles"),
-        ),
-        sa.PrimaryKeyConstraint("submission_id", "replaced_by", name=op.f("pk_score_history")),
+        sa.PrimaryKeyConstraint("replaced_by", "submission_id", name=op.f("pk_score_history")),
     )
 
     op.drop_index("ix_submissions_ranking", table_name="submissions")
@@ -148,8 +135,13 @@ def upgrade() -> None:
             postgresql_where=sa.text(flag),
             sqlite_where=sa.text(flag),
         )
+    owned = sa.text("participant_id IS NOT NULL")  # anonymous rows (most of them) need no entry
     op.create_index(
-        "ix_submissions_participant", "submissions", ["participant_id", sa.text("score DESC"), "id"]
+        "ix_submissions_participant",
+        "submissions",
+        ["participant_id", sa.text("score DESC"), "id"],
+        postgresql_where=owned,
+        sqlite_where=owned,
     )
 
 
