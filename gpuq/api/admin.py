@@ -225,8 +225,8 @@ def put_scoring():
 
 def _slot_line(connection: Connection) -> list[str]:
     """Who is next in line for a slot, by name (slot holders keep their leases on a rescoring)."""
-    clock = slots_api.slot_now(connection)
-    line = slots.in_line(connection, clock, slots.policy(connection), slots_api.IN_LINE)
+    moment = slots_api.slot_now(connection)
+    line = slots.in_line(connection, moment, slots.policy(connection), slots_api.IN_LINE)
     return [entry["participant"] for entry in line]
 
 
@@ -242,8 +242,10 @@ def audit_trail():
 @bp.get("/export")
 def export_all():
     fmt = choice_param("format", tuple(export.FORMATS), "json")
-    _, version = profiles.get_profile()
-    header = {"exported_at": iso_z(now()), "active_profile_version": version}
+    profiles.get_profile()  # a new database gets its first version here
+    with get_db().autocommit() as connection:  # the database's, not this worker's copy
+        found = profiles.active(connection)
+    header = {"exported_at": iso_z(now()), "active_profile_version": found[1] if found else None}
     body = export.stream(get_db().connect, fmt, header)
     response = Response(stream_with_context(body), mimetype=export.FORMATS[fmt])
     stamp = now().strftime("%Y%m%dT%H%M%SZ")
