@@ -254,18 +254,27 @@ def in_line(connection: Connection, moment: dt.datetime, rules: Policy, limit: i
 # Allocation, expiry and the holder's actions.
 
 
+_FREE = (
+    select(SLOTS.c.name)
+    .where(
+        SLOTS.c.removed_at.is_(None),
+        ~SLOTS.c.draining,
+        ~exists().where(LEASES.c.slot_name == SLOTS.c.name, LEASES.c.ended_at.is_(None)),
+    )
+    .order_by(SLOTS.c.name)
+    .limit(1)
+)
+
+
+def any_free_slot(connection: Connection) -> bool:
+    """Whether some slot is free right now (no lock: a hint that allocating may succeed)."""
+    return connection.execute(_FREE).first() is not None
+
+
 def _free_slot(connection: Connection) -> str | None:
     """Lock one free slot (in the pool, not draining, no live lease), skipping slots other
     allocators hold locked; None when there is none."""
-    leased = exists().where(LEASES.c.slot_name == SLOTS.c.name, LEASES.c.ended_at.is_(None))
-    query = (
-        select(SLOTS.c.name)
-        .where(SLOTS.c.removed_at.is_(None), ~SLOTS.c.draining, ~leased)
-        .order_by(SLOTS.c.name)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    return connection.execute(query).scalar()
+    return connection.execute(_FREE.with_for_update(skip_locked=True)).scalar()
 
 
 def allocate_one(connection: Connection, clock: Clock, rules: Policy) -> Change | None:

@@ -61,16 +61,22 @@ def ensure_seeded() -> None:
     current_app.extensions[SEEDED] = True
 
 
-def settle() -> list[slots.Change]:
-    """End expired leases and lapsed offers, then hand out every free slot, each step in
-    its own short transaction; publish the changes. Never raises (it runs after commits
-    that must stand, and from the sweeper): failures are logged and the next run repairs."""
+def settle(expire: bool = True) -> list[slots.Change]:
+    """End expired leases and lapsed offers (unless `expire` is False: the sweeper's job),
+    then hand out every free slot, each step in its own short transaction; publish the
+    changes. Never raises (it runs after commits that must stand, and from the sweeper):
+    failures are logged and the next run repairs."""
     changes: list[slots.Change] = []
     try:
         ensure_seeded()
         database = get_db()
+        if not expire:
+            with database.autocommit() as connection:
+                if not slots.any_free_slot(connection):
+                    return []  # the common case after a submission: one cheap read
         with database.connect() as connection:
-            changes += slots.expire(connection, slot_now(connection))
+            if expire:
+                changes += slots.expire(connection, slot_now(connection))
             rules = slots.policy(connection)
             connection.commit()
         for _round in range(slots.MAX_ROUNDS):

@@ -166,7 +166,7 @@ def _created(submission: StoredSubmission, profile: Profile | None, announce: bo
         size = current_app.config["GPUQ_SETTINGS"].board_size
         live.announce(current_app.extensions[EVENTS], board, item, rank, size, submission.leads)
         if submission.participant is not None and submission.leads:
-            slots_api.settle()  # a new best may make them eligible for a free slot
+            slots_api.settle(expire=False)  # a new best may make them eligible for a free slot
     response = jsonify(
         {
             "success": True,
