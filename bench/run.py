@@ -31,11 +31,13 @@ from gpuq.store.db import make_engine  # noqa: E402
 from tests import services  # noqa: E402
 
 
-def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+def wrk(
+    url: str, seconds: int, connections: int, script: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         command[1:1] = ["-s", str(script)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
@@ -118,7 +120,7 @@ def main() -> int:
             requests.post(register, json={"name": f"bench{i}"}, timeout=10).json()["api_key"]
             for i in range(args.connections)
         ]
-        os.environ["GPUQ_BENCH_KEYS"] = ",".join(keys)  # wrk inherits it; submit_keyed.lua reads it
+        keyed = {**os.environ, "GPUQ_BENCH_KEYS": ",".join(keys)}  # for submit.lua
 
         runs = []
         for _ in range(args.runs):
@@ -138,7 +140,8 @@ def main() -> int:
                         f"http://127.0.0.1:{gpuq_port}",
                         args.seconds,
                         args.connections,
-                        ROOT / "bench" / "submit_keyed.lua",
+                        ROOT / "bench" / "submit.lua",
+                        keyed,
                     ),
                 }
             )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import secrets
 import threading
@@ -35,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 from flask import Flask, current_app
@@ -142,7 +143,7 @@ _COUNTS = select(func.count().filter(TABLE.c.ranked), func.count().filter(TABLE.
 
 
 class DatabaseLeaderboard:
-    """Ranking straight from the database (uses index ix_submissions_ranking)."""
+    """Ranking straight from the database (partial indexes ix_submissions_ranked and _leading)."""
 
     def __init__(self, connect: Callable[[], Connection]):
         self._connect = connect
@@ -266,7 +267,7 @@ class RedisLeaderboard:
         self.keys = {"all": key, "best": f"{key}:best"}
         self.holders_key = f"{key}:best:holders"
         self.version_key = f"{key}:version"
-        self._index_script = client.register_script(_INDEX)
+        self._index_sha = hashlib.sha1(_INDEX.encode()).hexdigest()
         self._check_seconds = check_seconds
         self._monotonic = monotonic
         self._next_check = 0.0  # verify before the first read
@@ -282,18 +283,37 @@ class RedisLeaderboard:
         self._must_rebuild = self._must_rebuild or rebuild
 
     def _index(self, pipe: redis.client.Pipeline, entry: Entry, keys: tuple[str, str, str]) -> None:
-        """Queue the script that indexes one ranked entry into (all, best, holders)."""
+        """Queue the script that indexes one ranked entry into (all, best, holders).
+
+        By EVALSHA: redis-py's Script objects would ask SCRIPT EXISTS on every pipeline,
+        a round trip more on each submission; `_run` loads the script when Redis lacks it.
+        """
         composite = composite_key(entry.score, entry.submission_id)
-        args = [_member(entry), composite, entry.participant or ""]
-        self._index_script(keys=list(keys), args=args, client=pipe)
+        pipe.evalsha(self._index_sha, 3, *keys, _member(entry), composite, entry.participant or "")
+
+    def _run(self, fill: Callable[[redis.client.Pipeline], None]) -> list[Any]:
+        """Execute a pipeline filled by `fill`; when Redis has lost the script (restarted,
+        flushed), load it and run the pipeline once more. The index writes are idempotent;
+        the version then moves one step more, which costs a page cache miss, nothing else."""
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            fill(pipe)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._redis.script_load(_INDEX)
+        raise AssertionError("unreachable")
 
     def add(self, entry: Entry) -> int | None:
-        try:
-            pipe = self._redis.pipeline(transaction=False)
+        def fill(pipe: redis.client.Pipeline) -> None:
             self._index(pipe, entry, (self.keys["all"], self.keys["best"], self.holders_key))
             pipe.incr(self.version_key)
             pipe.zrevrank(self.keys["all"], _member(entry))
-            rank = pipe.execute()[-1]
+
+        try:
+            rank = self._run(fill)[-1]
         except redis.RedisError as exc:
             self._mark_stale(exc, rebuild=True)
             return None
@@ -431,11 +451,13 @@ class RedisLeaderboard:
             pipe.set(self.version_key, secrets.randbits(48))
             pipe.execute()
             for batch in self._db.all_entries(after_id=last_id):
-                pipe = self._redis.pipeline(transaction=False)
-                for entry, _leads in batch:
-                    self._index(pipe, entry, finals)
-                pipe.incr(self.version_key)
-                pipe.execute()
+
+                def fill(pipe: redis.client.Pipeline, batch: list[tuple[Entry, bool]] = batch) -> None:
+                    for entry, _leads in batch:
+                        self._index(pipe, entry, finals)
+                    pipe.incr(self.version_key)
+
+                self._run(fill)
                 count += len(batch)
         finally:
             self._redis.delete(*temps, lock)

@@ -185,6 +185,28 @@ def register(client: Any, name: str) -> str:
     return response.get_json()["api_key"]
 
 
+def http_register(base: str, name: str) -> str:
+    """Register `name` with a real server at `base`; returns the API key."""
+    import requests
+
+    response = requests.post(f"{base}/participants", json={"name": name}, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["api_key"]
+
+
+def http_qualify(base: str, name: str, **metrics: Any) -> str:
+    """Register `name` with a real server and submit the worked example (with `metrics`
+    changed) with the new key; returns the key."""
+    import requests
+
+    key = http_register(base, name)
+    response = requests.post(
+        f"{base}/submit_qualification", json={**WORKED_EXAMPLE, **metrics}, headers=bearer(key), timeout=10
+    )
+    assert response.status_code == 201, response.text
+    return key
+
+
 def make_admin(app: Flask, name: str = "organiser") -> str:
     """Create an admin the way `gpuq participants create NAME --admin` does; returns the key."""
     from gpuq import participants

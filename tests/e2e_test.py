@@ -22,7 +22,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.conftest import SPEC_CURL_BODY, WORKED_EXAMPLE
+from tests.conftest import SPEC_CURL_BODY, WORKED_EXAMPLE, bearer, http_qualify, http_register
 from tests.services import CHROMIUM_FLAGS, CuttableProxy, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -406,7 +406,7 @@ def test_participants_and_an_organiser_against_two_server_processes(start_server
     """The first admin from the command line; keys over HTTP; one participant limited once
     across addresses and servers; a profile change seen by both; no key in any log."""
     admin_key = first_admin(database)
-    admin = {"Authorization": f"Bearer {admin_key}"}
+    admin = bearer(admin_key)
     settings = {
         "DATABASE_URL": database,
         "REDIS_URL": redis_server.url,
@@ -415,8 +415,8 @@ def test_participants_and_an_organiser_against_two_server_processes(start_server
         "GPUQ_PARTICIPANT_LIMIT": "3 per hour",
     }
     servers = [start_server(**settings), start_server(**settings)]
-    registered = requests.post(f"{servers[0].base}/participants", json={"name": "alice"}, timeout=10).json()
-    alice = {"Authorization": f"Bearer {registered['api_key']}"}
+    alice_key = http_register(servers[0].base, "alice")
+    alice = bearer(alice_key)
 
     statuses = []
     for i, address in enumerate(["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"]):
@@ -451,7 +451,7 @@ def test_participants_and_an_organiser_against_two_server_processes(start_server
     assert anonymous.json()["score"] == 83.6
     assert requests.get(f"{servers[1].base}/admin/audit", headers=alice, timeout=10).status_code == 403
 
-    secrets_ = [registered["api_key"][18:], admin_key[18:]]
+    secrets_ = [alice_key[18:], admin_key[18:]]
     for server in servers:
         assert not any(secret in server.log() for secret in secrets_)
 
@@ -463,7 +463,7 @@ def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, 
     A checker over the lease history then proves: never two live leases on one slot,
     never two for one participant, and every grant went to the best eligible one."""
     admin_key = first_admin(database)
-    admin = {"Authorization": f"Bearer {admin_key}"}
+    admin = bearer(admin_key)
     settings = {
         "DATABASE_URL": database,
         "REDIS_URL": redis_server.url,
@@ -477,15 +477,8 @@ def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, 
     count, threads = 40, 16
 
     def enter(i: int) -> tuple[str, str]:
-        base = servers[i % 2].base
-        name = f"racer{i:02d}"
-        key = requests.post(f"{base}/participants", json={"name": name}, timeout=10).json()["api_key"]
-        body = {**WORKED_EXAMPLE, "accuracy": 99 - i}  # distinct scores: racer00 ranks first
-        response = requests.post(
-            f"{base}/submit_qualification", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10
-        )
-        assert response.status_code == 201
-        return name, key
+        name = f"racer{i:02d}"  # distinct scores: racer00 ranks first
+        return name, http_qualify(servers[i % 2].base, name, accuracy=99 - i)
 
     with ThreadPoolExecutor(threads) as pool:
         keys = dict(pool.map(enter, range(count)))
@@ -502,7 +495,7 @@ def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, 
                 if slot["holder"] in mine and slot["lease_state"] == "held":
                     response = requests.post(
                         f"{servers[(t + 1) % 2].base}/slots/{slot['name']}/release",
-                        headers={"Authorization": f"Bearer {keys[slot['holder']]}"},
+                        headers=bearer(keys[slot["holder"]]),
                         timeout=10,
                     )
                     assert response.status_code in (200, 404)  # 404: it just expired or was released

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import WORKED_EXAMPLE
+from tests.conftest import WORKED_EXAMPLE, http_qualify
 from tests.services import CHROMIUM_FLAGS, EventStream, unavailable
 
 ARTIFACTS = Path(os.environ.get("GPUQ_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
@@ -151,15 +151,7 @@ def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_
         assert "87.95" in driver.find_element(By.ID, "announcer").text
 
         # A participant qualifies: the free slot is granted and the page shows it, counting down.
-        key = requests.post(f"{server.base}/participants", json={"name": "alice"}, timeout=10).json()[
-            "api_key"
-        ]
-        requests.post(
-            f"{server.base}/submit_qualification",
-            json=WORKED_EXAMPLE,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=10,
-        )
+        http_qualify(server.base, "alice")
         WebDriverWait(driver, 2).until(EC.text_to_be_present_in_element((By.ID, "slots"), "alice"))
         slot = driver.find_element(By.CSS_SELECTOR, "#slots li")
         assert slot.get_attribute("data-state") == "held"
@@ -193,17 +185,8 @@ def test_the_sweeper_of_a_real_server_hands_an_expired_slot_on(start_live, datab
     stream = EventStream(f"{server.base}/leaderboard/stream")
     try:
         stream.wait_for("snapshot")
-        for name, accuracy in (("first", 90), ("second", 80)):
-            key = requests.post(f"{server.base}/participants", json={"name": name}, timeout=10).json()[
-                "api_key"
-            ]
-            response = requests.post(
-                f"{server.base}/submit_qualification",
-                json={**WORKED_EXAMPLE, "accuracy": accuracy},
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=10,
-            )
-            assert response.status_code == 201
+        http_qualify(server.base, "first", accuracy=90)
+        http_qualify(server.base, "second", accuracy=80)
         stream.wait_for("slot", lambda d: d["action"] == "grant" and d["participant"] == "first")
         expiry = stream.wait_for("slot", lambda d: d["action"] == "expiry", timeout=15)
         assert expiry["participant"] == "first"

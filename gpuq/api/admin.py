@@ -18,7 +18,7 @@ from gpuq import audit, export, moderation, participants, profiles, rescoring, s
 from gpuq.api import auth
 from gpuq.api import slots as slots_api
 from gpuq.api.body import read_json_object
-from gpuq.api.params import bool_param, choice_param, int_param
+from gpuq.api.params import AUDIT, bool_param, choice_param
 from gpuq.api.participants import change_key, create
 from gpuq.api.schemas import (
     AdminParticipantIn,
@@ -232,8 +232,7 @@ def _slot_line(connection: Connection) -> list[str]:
 
 @bp.get("/audit")
 def audit_trail():
-    limit = int_param("limit", 50, 1, 500)
-    offset = int_param("offset", 0, 0, 10_000_000)
+    limit, offset = AUDIT.read()
     with get_db().autocommit() as connection:
         events, total = audit.page(connection, offset, limit)
     return jsonify({"events": events, "total": total, "limit": limit, "offset": offset})

@@ -16,14 +16,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, json
 
 from gpuq import ratelimit
-from gpuq.api.params import choice_param, int_param
+from gpuq.api.params import LEADERBOARD, choice_param
 from gpuq.leaderboard import DEFAULT_VIEW, VIEWS, get_leaderboard
 from gpuq.serialize import entry
 
 bp = Blueprint("leaderboard", __name__)
 
-MAX_LIMIT = 100
-MAX_OFFSET = 1_000_000
 CACHE = "gpuq.leaderboard_pages"
 CACHE_PAGES = 256
 
@@ -31,8 +29,7 @@ CACHE_PAGES = 256
 @bp.get("/leaderboard")
 @ratelimit.exempt
 def leaderboard():
-    limit = int_param("limit", 10, 1, MAX_LIMIT)
-    offset = int_param("offset", 0, 0, MAX_OFFSET)
+    limit, offset = LEADERBOARD.read()
     view = choice_param("view", VIEWS, DEFAULT_VIEW)
     board = get_leaderboard()
     cache: dict[tuple[str, int, int], tuple[bytes, bytes]] = current_app.extensions.setdefault(CACHE, {})

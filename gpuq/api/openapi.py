@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gpuq import ratelimit
-from gpuq.api import schemas
+from gpuq.api import params, schemas
 from gpuq.store.models import MAX_SUBMISSION_ID
 
 bp = Blueprint("openapi", __name__)
@@ -154,21 +154,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "leaderboard",
         "summary": "The leaderboard: score descending, ties to the earlier submission",
         "tags": ["leaderboard"],
-        "parameters": [
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
-            },
-            {
-                "name": "offset",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
-            },
-            _VIEW,
-        ],
+        "parameters": [*params.LEADERBOARD.openapi(), _VIEW],
         "responses": {
             "200": _json("LeaderboardPage", "One page of the board."),
             "400": _problem("A bad limit, offset or view."),
@@ -248,23 +234,6 @@ _SUBMISSION_ID = {
 }
 
 
-def _page_params(default: int, most: int, top: int = 1_000_000) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "limit",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": most, "default": default},
-        },
-        {
-            "name": "offset",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 0, "maximum": top, "default": 0},
-        },
-    ]
-
-
 def _body(model: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
 
@@ -323,7 +292,7 @@ OPERATIONS.update(
             "operationId": "getParticipant",
             "summary": "A participant's best score, rank, submission count and history",
             "tags": ["participants"],
-            "parameters": [_NAME, *_page_params(20, 100)],
+            "parameters": [_NAME, *params.HISTORY.openapi()],
             "responses": {
                 "200": _json("ParticipantOut", "The participant."),
                 "400": _problem("A bad limit or offset."),
@@ -338,7 +307,7 @@ OPERATIONS.update(
             "summary": "The key owner's own page, with the key's prefix",
             "tags": ["participants"],
             "security": _BEARER,
-            "parameters": _page_params(20, 100),
+            "parameters": params.HISTORY.openapi(),
             "responses": {
                 "200": _json("ParticipantOut", "The participant."),
                 "400": _problem("A bad limit or offset."),
@@ -396,34 +365,23 @@ OPERATIONS.update(
             {"200": _json("KeyRevoked", "Revoked."), "404": _problem("No such participant.")},
             parameters=[_NAME],
         ),
-        ("/admin/participants/{name}/disqualify", "post"): _admin(
-            "adminDisqualifyParticipant",
-            "Disqualify a participant: all their submissions leave the leaderboard (kept stored)",
-            _MODERATION,
-            parameters=[_NAME],
-            requestBody=_body("ReasonIn"),
-        ),
-        ("/admin/participants/{name}/reinstate", "post"): _admin(
-            "adminReinstateParticipant",
-            "Reinstate a disqualified participant",
-            _MODERATION,
-            parameters=[_NAME],
-            requestBody=_body("ReasonIn"),
-        ),
-        ("/admin/submissions/{submission_id}/disqualify", "post"): _admin(
-            "adminDisqualifySubmission",
-            "Disqualify a submission: it leaves the leaderboard (kept stored)",
-            _MODERATION,
-            parameters=[_SUBMISSION_ID],
-            requestBody=_body("ReasonIn"),
-        ),
-        ("/admin/submissions/{submission_id}/reinstate", "post"): _admin(
-            "adminReinstateSubmission",
-            "Reinstate a disqualified submission",
-            _MODERATION,
-            parameters=[_SUBMISSION_ID],
-            requestBody=_body("ReasonIn"),
-        ),
+        **{
+            (f"/admin/{kind}/{{{key}}}/{action}", "post"): _admin(
+                f"admin{action.title()}{noun.title()}",
+                f"{action.title()} a {noun}: {effect}",
+                _MODERATION,
+                parameters=[parameter],
+                requestBody=_body("ReasonIn"),
+            )
+            for kind, key, noun, parameter in (
+                ("participants", "name", "participant", _NAME),
+                ("submissions", "submission_id", "submission", _SUBMISSION_ID),
+            )
+            for action, effect in (
+                ("disqualify", "out of the leaderboard (kept stored)"),
+                ("reinstate", "back on the leaderboard"),
+            )
+        },
         ("/admin/scoring", "get"): _admin(
             "adminGetScoring",
             "The active scoring profile",
@@ -455,7 +413,7 @@ OPERATIONS.update(
             "adminAudit",
             "Every admin action, newest first",
             {"200": _json("AuditPage", "One page of the trail."), "400": _problem("A bad limit or offset.")},
-            parameters=_page_params(50, 500, 10_000_000),
+            parameters=params.AUDIT.openapi(),
         ),
         ("/admin/export", "get"): _admin(
             "adminExport",
@@ -503,7 +461,7 @@ OPERATIONS.update(
             "operationId": "slotHistory",
             "summary": "Every lease, newest first",
             "tags": ["slots"],
-            "parameters": _page_params(20, 100, 10_000_000),
+            "parameters": params.HISTORY.openapi(),
             "responses": {
                 "200": _json("SlotHistory", "One page of leases."),
                 "400": _problem("A bad limit or offset."),

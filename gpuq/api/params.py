@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from flask import request
 
@@ -53,3 +55,35 @@ def bool_param(name: str, default: bool = False) -> bool:
         [FieldError(name, f"must be true or false, got {raw[:20]!r}")],
         status=400,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Paging:
+    """A list's `limit` and `offset` query parameters: read by its handler and published in
+    the OpenAPI document from this one definition."""
+
+    default: int
+    most: int
+    max_offset: int = 1_000_000
+
+    def read(self) -> tuple[int, int]:
+        """(limit, offset) of this request; raises InvalidInput (400) naming a bad one."""
+        return int_param("limit", self.default, 1, self.most), int_param("offset", 0, 0, self.max_offset)
+
+    def openapi(self) -> list[dict[str, Any]]:
+        bounds = (("limit", 1, self.most, self.default), ("offset", 0, self.max_offset, 0))
+        return [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": low, "maximum": high, "default": default},
+            }
+            for name, low, high, default in bounds
+        ]
+
+
+LEADERBOARD = Paging(default=10, most=100)
+HISTORY = Paging(default=20, most=100)
+"""A participant's submissions; the slot leases."""
+AUDIT = Paging(default=50, most=500, max_offset=10_000_000)

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from gpuq import audit, participants, submissions
 from gpuq.api import auth
 from gpuq.api.body import read_json_object
-from gpuq.api.params import int_param
+from gpuq.api.params import HISTORY
 from gpuq.api.schemas import ParticipantIn, validate
 from gpuq.clock import iso_z, now
 from gpuq.errors import Unauthorized
@@ -28,7 +28,6 @@ from gpuq.serialize import number
 from gpuq.store.db import get_db
 
 bp = Blueprint("participants", __name__)
-MAX_HISTORY = 100
 
 
 def issued(member: Member, key: str) -> dict[str, Any]:
@@ -115,8 +114,7 @@ def get_participant(name: str):
 
 def describe(member: Member, own: bool) -> dict[str, Any]:
     """Best score, rank (view best), submission count and one page of history."""
-    limit = int_param("limit", 20, 1, MAX_HISTORY)
-    offset = int_param("offset", 0, 0, 1_000_000)
+    limit, offset = HISTORY.read()
     with get_db().autocommit() as connection:
         summary = submissions.summary(connection, member.id)
         history = submissions.of_participant(connection, member.id, offset, limit)

@@ -32,29 +32,39 @@ def _four_places(value: Decimal) -> Decimal:
     return value.quantize(METRIC_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-# WithJsonSchema: the API takes JSON numbers only (strict mode refuses strings), so
-# the published schema says exactly that instead of pydantic's number-or-string.
-Percent = Annotated[
-    Decimal,
-    Field(ge=0, le=100, allow_inf_nan=False),
-    AfterValidator(_four_places),
-    WithJsonSchema(
-        {"type": "number", "minimum": 0, "maximum": 100, "description": "A percentage, 0 to 100."}
-    ),
-]
-Seconds = Annotated[
-    Decimal,
-    Field(ge=METRIC_QUANTUM, le=MAX_COMPLETION_SECONDS, allow_inf_nan=False),
-    AfterValidator(_four_places),
-    WithJsonSchema(
-        {
-            "type": "number",
-            "minimum": float(METRIC_QUANTUM),
-            "maximum": int(MAX_COMPLETION_SECONDS),
-            "description": "Seconds the benchmark took, at least 0.0001 and at most 86400.",
-        }
-    ),
-]
+def json_number(
+    low: Decimal | int,
+    high: Decimal | int,
+    description: str = "",
+    *,
+    places: bool = False,
+    whole: bool = False,
+) -> Any:
+    """A JSON number from `low` to `high`, validated as an exact Decimal.
+
+    `places` keeps 4 decimal places (half-up), `whole` asks for a whole number (an
+    int then). The published schema says "number" (or "integer") with the bounds:
+    the API takes JSON numbers only (strict mode refuses strings), not pydantic's
+    default number-or-string.
+    """
+    schema: dict[str, Any] = {
+        "type": "integer" if whole else "number",
+        "minimum": int(low) if low == int(low) else float(low),
+        "maximum": int(high) if high == int(high) else float(high),
+    }
+    if description:
+        schema["description"] = description
+    extra = [AfterValidator(_four_places)] if places else [AfterValidator(_whole)] if whole else []
+    return Annotated[Decimal, Field(ge=low, le=high, allow_inf_nan=False), *extra, WithJsonSchema(schema)]
+
+
+Percent = json_number(0, 100, "A percentage, 0 to 100.", places=True)
+Seconds = json_number(
+    METRIC_QUANTUM,
+    MAX_COMPLETION_SECONDS,
+    "Seconds the benchmark took, at least 0.0001 and at most 86400.",
+    places=True,
+)
 
 
 class SubmissionIn(BaseModel):
@@ -217,16 +227,8 @@ class KeyRevoked(BaseModel):
 # Admin.
 
 
-Weight = Annotated[
-    Decimal,
-    Field(ge=0, le=1, allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1, "description": "A fraction, 0 to 1."}),
-]
-TimeBound = Annotated[
-    Decimal,
-    Field(ge=0, le=MAX_COMPLETION_SECONDS, allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": int(MAX_COMPLETION_SECONDS)}),
-]
+Weight = json_number(0, 1, "A fraction, 0 to 1.")
+TimeBound = json_number(0, MAX_COMPLETION_SECONDS)
 
 
 class WeightsIn(BaseModel):
@@ -269,26 +271,14 @@ class PoolSizeIn(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    size: Annotated[
-        Decimal,
-        Field(ge=0, le=64, allow_inf_nan=False),
-        AfterValidator(_whole),
-        WithJsonSchema(
-            {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 64,
-                "description": "Slots gpu-0 .. gpu-(size-1); others are removed, or drained while leased.",
-            }
-        ),
-    ]
+    size: json_number(  # type: ignore[valid-type]
+        0, 64, "Slots gpu-0 .. gpu-(size-1); others are removed, or drained while leased.", whole=True
+    )
 
 
-Hours = Annotated[
-    Decimal,
-    Field(ge=0, le=8760, allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 8760}),
-]
+Hours = json_number(0, 8760)
+Minutes = json_number(0, 10080)
+Score = json_number(0, 100)
 
 
 class SlotPolicyIn(BaseModel):
@@ -298,22 +288,8 @@ class SlotPolicyIn(BaseModel):
 
     lease_hours: Hours | None = None
     cooldown_hours: Hours | None = None
-    claim_minutes: (
-        Annotated[
-            Decimal,
-            Field(ge=0, le=10080, allow_inf_nan=False),
-            WithJsonSchema({"type": "number", "minimum": 0, "maximum": 10080}),
-        ]
-        | None
-    ) = None
-    qualifying_score: (
-        Annotated[
-            Decimal,
-            Field(ge=0, le=100, allow_inf_nan=False),
-            WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100}),
-        ]
-        | None
-    ) = None
+    claim_minutes: Minutes | None = None
+    qualifying_score: Score | None = None
 
 
 DateTime = Field(json_schema_extra={"format": "date-time"})

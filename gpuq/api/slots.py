@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gpuq import slots
 from gpuq.api import auth
-from gpuq.api.params import int_param
+from gpuq.api.params import HISTORY
 from gpuq.clock import EXTENSION as CLOCK
 from gpuq.clock import iso_z, utcnow
 from gpuq.events import EXTENSION as EVENTS
@@ -171,8 +171,7 @@ def policy_json(rules: slots.Policy) -> dict[str, Any]:
 
 @bp.get("/slots/history")
 def slot_history():
-    limit = int_param("limit", 20, 1, 100)
-    offset = int_param("offset", 0, 0, 10_000_000)
+    limit, offset = HISTORY.read()
     with get_db().autocommit() as connection:
         leases, total = slots.history(connection, offset, limit)
     for lease in leases:

@@ -228,3 +228,19 @@ def test_garbage_under_every_key_costs_no_submission(make_app):
     assert stored_count(app) == 1 + statuses.count(201)
     assert board_ranking(client) == database_ranking(app)
     assert client.get("/").status_code == 200
+
+
+def test_an_index_script_lost_by_redis_is_loaded_again(make_app):
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    fill(client, 2)
+    board = get_leaderboard(app)
+    board._redis.script_flush()  # as after a Redis restart: the script cache is empty
+    version = int(board._redis.get(board.version_key))
+    fill(client, 3, seed=11)
+    # Indexed at once, a version step each (one more for the write that found the script
+    # missing and ran again); a failed write would have forced a rebuild, which starts a
+    # fresh random version.
+    assert version + 3 <= int(board._redis.get(board.version_key)) <= version + 4
+    assert index_members(app) == [sid for sid, _ in database_ranking(app)]
+    assert board_ranking(client) == database_ranking(app)
