@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 
 from gpuq.config import Settings
 from gpuq.store.models import Participant, Submission
@@ -96,8 +96,12 @@ class Leaderboard(Protocol):
         """The 1-based rank of a stored, ranked submission in `view` (in `best` it must lead)."""
 
     def refresh(self) -> None:
-        """Bring the index in line with the database after an admin change (moderation,
-        rescoring) that `add` does not express."""
+        """Bring the whole index in line with the database after a rescoring."""
+
+    def reindex(self, *, submission_id: int | None = None, participant_id: int | None = None) -> None:
+        """Bring one submission's places (with all its participant's submissions: their
+        best entry may change), or one participant's, in line with the database after a
+        moderation."""
 
 
 def composite_key(score: Decimal, submission_id: int) -> int:
@@ -156,6 +160,23 @@ class DatabaseLeaderboard:
 
     def refresh(self) -> None:
         return None
+
+    def reindex(self, *, submission_id: int | None = None, participant_id: int | None = None) -> None:
+        return None
+
+    def owned(
+        self, *, submission_id: int | None = None, participant_id: int | None = None
+    ) -> list[tuple[Entry, bool, bool]]:
+        """(entry, ranked, leads) of a participant's submissions, or of one submission and,
+        when it has a participant, all of theirs."""
+        if participant_id is not None:
+            mine = TABLE.c.participant_id == participant_id
+        else:
+            owner = select(TABLE.c.participant_id).where(TABLE.c.id == submission_id).scalar_subquery()
+            mine = or_(TABLE.c.id == submission_id, TABLE.c.participant_id == owner)
+        with self._connect() as connection:
+            rows = connection.execute(_ENTRIES.add_columns(TABLE.c.ranked, TABLE.c.leads).where(mine)).all()
+        return [(Entry(*row[:4]), row[4], row[5]) for row in rows]
 
     def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
         flag = _FLAG[view]
@@ -250,7 +271,8 @@ class RedisLeaderboard:
       not, or still holds fewer entries than the database did one check
       earlier. So an entry lost without any error (say a worker killed between
       commit and index) is repaired within two check intervals.
-    * An admin change (moderation, rescoring) rebuilds it at once (`refresh`).
+    * A rescoring rebuilds it at once (`refresh`); a moderation rewrites only the
+      entries of the one submission or participant concerned (`reindex`).
     """
 
     def __init__(
@@ -362,6 +384,32 @@ class RedisLeaderboard:
                     return rank + 1
                 # Not indexed (yet): the database knows; the periodic check repairs a real loss.
         return self._db.rank(entry, view)
+
+    def reindex(self, *, submission_id: int | None = None, participant_id: int | None = None) -> None:
+        """Rewrite those entries from the database in one MULTI/EXEC: readers see the index
+        before or after. (A submission of the same participant indexed in between can
+        leave them two entries in view best; the periodic count check rebuilds then.)"""
+        entries = self._db.owned(submission_id=submission_id, participant_id=participant_id)
+        keys_all, keys_best = self.keys["all"], self.keys["best"]
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            for entry, _ranked, _leads in entries:
+                pipe.zrem(keys_all, _member(entry))
+                pipe.zrem(keys_best, _member(entry))
+                if entry.participant is not None:
+                    pipe.hdel(self.holders_key, entry.participant)
+            for entry, ranked, leads in entries:
+                member, composite = _member(entry), composite_key(entry.score, entry.submission_id)
+                if ranked:
+                    pipe.zadd(keys_all, {member: composite})
+                if leads:
+                    pipe.zadd(keys_best, {member: composite})
+                    if entry.participant is not None:
+                        pipe.hset(self.holders_key, entry.participant, member)
+            pipe.incr(self.version_key)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._mark_stale(exc, rebuild=True)
 
     def refresh(self) -> None:
         """Rebuild now, waiting for a rebuild another worker may be running (it may have

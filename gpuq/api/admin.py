@@ -65,9 +65,11 @@ def _moderate(
     disqualify: bool,
     change: Callable[..., tuple[dict, dict]],
     target: str,
+    reindex: dict[str, int],
     slot_changes: list[slots.Change] | None = None,
 ):
-    """Apply a moderation `change(connection, reason, moment)` with its audit record; the index follows."""
+    """Apply a moderation `change(connection, reason, moment)` with its audit record; the
+    index entries concerned (`reindex`: the Leaderboard.reindex arguments) follow."""
     reason = validate(ReasonIn, read_json_object(request)).reason
     moment = now()
     action = f"{kind}.{'disqualify' if disqualify else 'reinstate'}"
@@ -75,7 +77,7 @@ def _moderate(
         before, after = change(connection, reason, moment)
         audit.record(connection, _actor(), action, target, before, after, reason, moment)
         connection.commit()
-    get_leaderboard().refresh()
+    get_leaderboard().reindex(**reindex)
     slots_api.publish(slot_changes or [])
     slots_api.settle()
     return jsonify({"target": target, "action": action, "before": before, "after": after})
@@ -94,7 +96,8 @@ def _moderate_participant(name: str, disqualify: bool):
             revoked.extend([lease] if lease else [])
         return states
 
-    return _moderate("participant", disqualify, change, f"participant:{member.name}", revoked)
+    target = f"participant:{member.name}"
+    return _moderate("participant", disqualify, change, target, {"participant_id": member.id}, revoked)
 
 
 @bp.post("/participants/<name>/disqualify")
@@ -114,7 +117,8 @@ def _moderate_submission(submission_id: int, disqualify: bool):
     def change(connection: Connection, reason: str, moment: dt.datetime) -> tuple[dict, dict]:
         return moderation.set_submission(connection, submission_id, disqualify, reason, moment)
 
-    return _moderate("submission", disqualify, change, f"submission:{submission_id}")
+    target = f"submission:{submission_id}"
+    return _moderate("submission", disqualify, change, target, {"submission_id": submission_id})
 
 
 @bp.post("/submissions/<int:submission_id>/disqualify")

@@ -244,3 +244,41 @@ def test_an_index_script_lost_by_redis_is_loaded_again(make_app):
     assert version + 3 <= int(board._redis.get(board.version_key)) <= version + 4
     assert index_members(app) == [sid for sid, _ in database_ranking(app)]
     assert board_ranking(client) == database_ranking(app)
+
+
+def test_moderation_rewrites_only_the_entries_concerned(make_app):
+    """No rebuild (the version takes one step per change), and both sets equal the database."""
+    from tests.conftest import bearer, make_admin, register, submit_as
+
+    app = make_app(ratelimit_enabled=False, index_check_seconds=3600.0)
+    client = app.test_client()
+    admin = make_admin(app)
+    alice, bob = register(client, "alice"), register(client, "bob")
+    best = submit_as(client, alice, accuracy=100).get_json()["submission_id"]
+    submit_as(client, alice, accuracy=60)
+    bobs = submit_as(client, bob, accuracy=80).get_json()["submission_id"]
+    anonymous = submit_as(client, None, accuracy=90).get_json()["submission_id"]
+    board = get_leaderboard(app)
+    database = DatabaseLeaderboard(get_db(app).autocommit)
+    client.get("/leaderboard")  # verified once, not again for an hour
+
+    def matches() -> bool:
+        return all(
+            [(e.submission_id, e.participant) for e in board.page(0, 100, view).entries]
+            == [(e.submission_id, e.participant) for e in database.page(0, 100, view).entries]
+            for view in ("best", "all")
+        )
+
+    for url in (
+        f"/admin/submissions/{best}/disqualify",
+        f"/admin/submissions/{anonymous}/disqualify",
+        "/admin/participants/bob/disqualify",
+        "/admin/participants/bob/reinstate",
+        f"/admin/submissions/{best}/reinstate",
+    ):
+        version = int(board._redis.get(board.version_key))
+        assert client.post(url, json={"reason": "test"}, headers=bearer(admin)).status_code == 200
+        assert int(board._redis.get(board.version_key)) == version + 1, url
+        assert not board.stale and matches(), url
+    holders = {k.decode(): int(v.split(b":")[0]) for k, v in board._redis.hgetall(board.holders_key).items()}
+    assert holders == {"alice": best, "bob": bobs}
