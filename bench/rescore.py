@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select, text  # noqa: E402
 
-from gpuq import profiles, rescoring  # noqa: E402
 from gpuq.config import Settings  # noqa: E402
 from gpuq.scoring import METRICS, Profile, score  # noqa: E402
 from gpuq.store import migrate  # noqa: E402
 from gpuq.store.db import make_engine  # noqa: E402
 from gpuq.store.models import Submission  # noqa: E402
+from gpuq.submissions import profiles, rescoring  # noqa: E402
 from tests import services  # noqa: E402
 
 NEW = Profile(

@@ -1,4 +1,9 @@
-"""The application factory: `create_app(settings)` builds everything, connects nothing."""
+"""The application factory: `create_app(settings)` builds everything, connects nothing.
+
+It is the table of contents of the service: the Runtime (stores and services,
+gpuq.runtime) and the HTTP parts that sit on it. It is the only place that
+creates `app.extensions` keys (each module's `init_app`, called from here).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gpuq import api, leaderboard, profiles, ratelimit, web
-from gpuq.api import auth
-from gpuq.clock import EXTENSION as CLOCK
+from gpuq import api, web
+from gpuq.api import auth, context
+from gpuq.api import limits as http_limits
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
+from gpuq.runtime import Runtime, build
 from gpuq.store import db, redis
 from gpuq.web import board as web_board
 
@@ -41,23 +47,24 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
         static_url_path="/static",
         template_folder=str(web.TEMPLATES_DIR),
     )
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        GPUQ_SETTINGS=settings,
-    )
-    app.json.sort_keys = False  # keep the documented field order
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider: keep the documented field order
     app.session_interface = NoSessions()
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    app.extensions[CLOCK] = clock
-    database = db.init_app(app, settings)
-    client = redis.init_app(app, settings)
-    leaderboard.init_app(app, settings, client, database.autocommit)
-    profiles.init_app(app, settings)
+    runtime = build(settings, clock)
+    app.extensions[context.EXTENSION] = runtime
+    db.init_app(app, runtime.database)
+    redis.init_app(app, runtime.redis)
     auth.init_app(app)  # before the limits: admins are outside the daily limit
-    ratelimit.init_app(app, settings, client.connection_pool if client else None)
+    http_limits.init_app(app, runtime.limits)
     api.init_app(app)
     app.register_blueprint(web_board.bp)
     logging.getLogger("gpuq").setLevel(logging.INFO)
     return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    """The Runtime an app was built with (for the server entry, the CLI and tests)."""
+    found: Runtime = app.extensions[context.EXTENSION]
+    return found

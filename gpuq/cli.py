@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 from dotenv import load_dotenv
-from sqlalchemy import Engine
 
 from gpuq.config import Settings
+
+if TYPE_CHECKING:
+    from gpuq.participants import Registry
 
 
 def _settings() -> Settings:
@@ -74,11 +77,10 @@ def index() -> None:
 @index.command()
 def rebuild() -> None:
     """Rebuild the leaderboard index from the database now."""
-    from gpuq.app import create_app
-    from gpuq.leaderboard import RedisLeaderboard, get_leaderboard
+    from gpuq.leaderboard.index import RedisLeaderboard
+    from gpuq.runtime import build
 
-    app = create_app(_settings())
-    board = get_leaderboard(app)
+    board = build(_settings()).board
     if not isinstance(board, RedisLeaderboard):
         click.echo("no Redis configured: the leaderboard is read from the database directly")
         return
@@ -95,19 +97,30 @@ def participants_group() -> None:
 
 
 @contextlib.contextmanager
-def _database() -> Iterator[Engine]:
-    """An engine on an up-to-date database, disposed of afterwards."""
+def _registry() -> Iterator[Registry]:
+    """The participants' registry on an up-to-date database, disposed of afterwards."""
+    from gpuq.clock import utcnow
+    from gpuq.participants import Registry
     from gpuq.store import migrate
-    from gpuq.store.db import make_engine
+    from gpuq.store.db import Database, make_engine
 
     engine = make_engine(_settings())
     try:
         if not migrate.is_current(engine):
             click.echo("migrations pending: run `gpuq db upgrade` first", err=True)
             raise SystemExit(1)
-        yield engine
+        yield Registry(Database(engine), utcnow)
     finally:
         engine.dispose()
+
+
+def _cli_actor() -> str:
+    """Who the audit trail names for a CLI change: cli:<the operating-system user>."""
+    import getpass
+
+    from gpuq.audit import CLI_ACTOR
+
+    return f"{CLI_ACTOR}:{getpass.getuser()}"
 
 
 @participants_group.command()
@@ -115,28 +128,11 @@ def _database() -> Iterator[Engine]:
 @click.option("--admin", is_flag=True, help="Make the participant an admin.")
 def create(name: str, admin: bool) -> None:
     """Create participant NAME and print their API key (shown this once only)."""
-    import getpass
-
-    from gpuq import audit, participants
-    from gpuq.clock import utcnow
     from gpuq.errors import Conflict, InvalidInput
 
     try:
-        normalised = participants.normalise_name(name)
-        with _database() as engine, engine.connect() as connection:
-            member, key = participants.create(connection, normalised, is_admin=admin, moment=utcnow())
-            actor = f"{audit.CLI_ACTOR}:{getpass.getuser()}"
-            audit.record(
-                connection,
-                actor,
-                "participant.create",
-                f"participant:{normalised}",
-                None,
-                {"is_admin": admin},
-                None,
-                utcnow(),
-            )
-            connection.commit()
+        with _registry() as registry:
+            member, key = registry.create(name, is_admin=admin, actor=_cli_actor())
     except (Conflict, InvalidInput) as exc:
         message = exc.errors[0].message if isinstance(exc, InvalidInput) and exc.errors else exc.detail
         click.echo(f"cannot create {name!r}: {message}", err=True)
@@ -150,21 +146,11 @@ def create(name: str, admin: bool) -> None:
 @click.argument("name")
 def rotate_key(name: str) -> None:
     """Revoke NAME's API key and print a new one (for a lost key)."""
-    import getpass
-
-    from gpuq import audit, participants
-    from gpuq.clock import utcnow
     from gpuq.errors import NotFound
 
     try:
-        with _database() as engine, engine.connect() as connection:
-            member = participants.get(connection, name)
-            key = participants.rotate_key(connection, member.id, utcnow())
-            actor = f"{audit.CLI_ACTOR}:{getpass.getuser()}"
-            audit.record(
-                connection, actor, "key.rotate", f"participant:{member.name}", None, None, None, utcnow()
-            )
-            connection.commit()
+        with _registry() as registry:
+            member, key, _revoked = registry.change_key(name, _cli_actor(), rotate=True)
     except NotFound as exc:
         click.echo(exc.detail, err=True)
         raise SystemExit(1) from None

@@ -5,19 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from flask import current_app
-
-EXTENSION = "gpuq.clock"
 Clock = Callable[[], dt.datetime]
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def now() -> dt.datetime:
-    """The current app's time."""
-    return current_app.extensions[EXTENSION]()
 
 
 def iso_z(moment: dt.datetime) -> str:

@@ -1,8 +1,8 @@
 """The export: every submission with its metrics, points, score, profile version,
 status and places on both leaderboard views, streamed as CSV or JSON.
 
-Rows come in leaderboard order (ranked submissions by score, then id; then
-the unranked ones), read through a server-side cursor in batches, so the
+Rows come in leaderboard order (the ranked submissions by gpuq.leaderboard.rule,
+then the unranked ones), read through a server-side cursor in batches, so the
 export of a million rows never sits in memory.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from gpuq.clock import iso_z
+from gpuq.leaderboard import rule
 from gpuq.scoring import METRICS
 from gpuq.store.models import Participant, Submission
-from gpuq.submissions import STATUS_ACTIVE, STATUS_DISQUALIFIED
+from gpuq.submissions.store import STATUS_ACTIVE, STATUS_DISQUALIFIED
 
 TABLE = Submission.__table__
 PARTICIPANTS = Participant.__table__
@@ -48,7 +49,7 @@ _ROWS = (
         PARTICIPANTS.c.disqualified_at.label("participant_disqualified_at"),
     )
     .outerjoin(PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id)
-    .order_by(TABLE.c.ranked.desc(), TABLE.c.score.desc(), TABLE.c.id)
+    .order_by(TABLE.c.ranked.desc(), *rule.order(TABLE.c.score, TABLE.c.id))
 )
 
 

@@ -6,26 +6,33 @@ hold is derived, in one place (`place_participant`, `place_anonymous`):
 
 * `ranked`: the submission is not disqualified, nor is its participant;
 * `leads`: ranked, and anonymous or the participant's best ranked submission
-  (higher score, then smaller id).
+  (by gpuq.leaderboard.rule).
 
 Every change locks the active scoring profile's row first: admin changes
-(this module and gpuq.rescoring) then run one at a time, and always take
+(this module and gpuq.submissions.rescoring) then run one at a time, and always take
 their locks in the same order as submissions do (profile, participant,
 submissions), so they cannot deadlock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, select, update
 
-from gpuq import participants
-from gpuq.clock import iso_z
+from gpuq import audit, participants
+from gpuq.clock import Clock, iso_z
 from gpuq.errors import Conflict, NotFound
+from gpuq.leaderboard import Leaderboard, rule
 from gpuq.participants import Member
-from gpuq.store.models import Participant, ScoringProfile, Submission
+from gpuq.slots import rules as slot_rules
+from gpuq.slots.rules import Change
+from gpuq.slots.service import SlotService
+from gpuq.store.db import Database
+from gpuq.store.models import MAX_SUBMISSION_ID, Participant, ScoringProfile, Submission
 
 TABLE = Submission.__table__
 PARTICIPANTS = Participant.__table__
@@ -61,11 +68,7 @@ def place_leaders(connection: Connection, participant_id: int | None = None) -> 
         mine = TABLE.c.participant_id == participant_id
     # Unranked rows never lead.
     connection.execute(update(TABLE).where(mine, TABLE.c.leads, ~TABLE.c.ranked).values(leads=False))
-    place = (
-        func.row_number()
-        .over(partition_by=TABLE.c.participant_id, order_by=(TABLE.c.score.desc(), TABLE.c.id))
-        .label("place")
-    )
+    place = rule.leader_place(TABLE.c.participant_id, TABLE.c.score, TABLE.c.id).label("place")
     ordered = select(TABLE.c.participant_id, TABLE.c.id, place).where(mine, TABLE.c.ranked).subquery()
     best = select(ordered.c.participant_id, ordered.c.id).where(ordered.c.place == 1).subquery()
     leads = TABLE.c.id == best.c.id
@@ -173,3 +176,80 @@ def set_participant(
         "disqualify_reason": reason if disqualify else None,
     }
     return participant_state(member), after
+
+
+States = tuple[dict[str, Any], dict[str, Any]]
+"""A moderated thing's state (before, after)."""
+
+
+class ModerationService:
+    """Disqualifying and reinstating, each with its audit record; the leaderboard index and
+    the slot pool follow."""
+
+    def __init__(self, *, database: Database, board: Leaderboard, slots: SlotService, clock: Clock):
+        self._database = database
+        self._board = board
+        self._slots = slots
+        self._clock = clock
+
+    def participant(self, name: str, disqualify: bool, reason: str, actor: str) -> Decision:
+        """Disqualify (ending any lease they hold) or reinstate participant `name`; raises
+        NotFound or Conflict."""
+        with self._database.autocommit() as connection:
+            member = participants.get(connection, name)
+        revoked: list[Change] = []
+
+        def change(connection: Connection, moment: dt.datetime) -> States:
+            states = set_participant(connection, member, disqualify, reason, moment)
+            if disqualify:  # a disqualified participant keeps no slot
+                lease = slot_rules.revoke_participant(connection, member.id, self._slots.clock(connection))
+                revoked.extend([lease] if lease else [])
+            return states
+
+        target = f"participant:{member.name}"
+        return self._apply(
+            "participant", disqualify, reason, actor, target, change, {"participant_id": member.id}, revoked
+        )
+
+    def submission(self, submission_id: int, disqualify: bool, reason: str, actor: str) -> Decision:
+        """Disqualify or reinstate submission `submission_id`; raises NotFound or Conflict."""
+        if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
+            raise NotFound(f"no submission with id {submission_id}")
+
+        def change(connection: Connection, moment: dt.datetime) -> States:
+            return set_submission(connection, submission_id, disqualify, reason, moment)
+
+        target = f"submission:{submission_id}"
+        return self._apply(
+            "submission", disqualify, reason, actor, target, change, {"submission_id": submission_id}
+        )
+
+    def _apply(
+        self,
+        kind: str,
+        disqualify: bool,
+        reason: str,
+        actor: str,
+        target: str,
+        change: Callable[[Connection, dt.datetime], States],
+        reindex: dict[str, int],
+        slot_changes: list[Change] | None = None,
+    ) -> Decision:
+        moment = self._clock()
+        action = f"{kind}.{'disqualify' if disqualify else 'reinstate'}"
+        with self._database.connect() as connection:
+            before, after = change(connection, moment)
+            audit.record(connection, actor, action, target, before, after, reason, moment)
+            connection.commit()
+        self._board.reindex(**reindex)
+        self._slots.publish(slot_changes or [])
+        self._slots.settle()
+        return Decision(target, action, before, after)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    target: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]

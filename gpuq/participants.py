@@ -32,7 +32,10 @@ import unicodedata
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gpuq import audit
+from gpuq.clock import Clock
 from gpuq.errors import Conflict, FieldError, InvalidInput, NotFound
+from gpuq.store.db import Database
 from gpuq.store.models import ApiKey, Participant
 
 KEY_PREFIX = "gpuq_"
@@ -187,3 +190,47 @@ def get(connection: Connection, name: str) -> Member:
     if row is None:
         raise NotFound(f"no participant called {name!r}")
     return Member(*row)
+
+
+class Registry:
+    """Creating participants and changing their keys, each with its audit record: the one
+    path for the API and the CLI."""
+
+    def __init__(self, database: Database, clock: Clock):
+        self._database = database
+        self._clock = clock
+
+    def create(self, raw_name: object, is_admin: bool, actor: str | None) -> tuple[Member, str]:
+        """Register `raw_name` (normalised here) with a first key; returns the participant
+        and the key. A creation by someone (`actor`: an admin, the CLI) is audited; a
+        self-registration is not. Raises InvalidInput or Conflict."""
+        name = normalise_name(raw_name)
+        moment = self._clock()
+        with self._database.connect() as connection:
+            member, key = create(connection, name, is_admin=is_admin, moment=moment)
+            if actor is not None:
+                audit.record(
+                    connection,
+                    actor,
+                    "participant.create",
+                    f"participant:{name}",
+                    None,
+                    {"is_admin": is_admin},
+                    None,
+                    moment,
+                )
+            connection.commit()
+        return member, key
+
+    def change_key(self, name: str, actor: str, rotate: bool) -> tuple[Member, str | None, int]:
+        """Rotate (returning the new key) or revoke `name`'s key, audited as done by `actor`;
+        returns (participant, new key or None, how many keys were revoked). Raises NotFound."""
+        moment = self._clock()
+        with self._database.connect() as connection:
+            member = get(connection, name)
+            revoked = revoke_keys(connection, member.id, moment)
+            key = _issue_key(connection, member.id, moment) if rotate else None
+            action = "key.rotate" if rotate else "key.revoke"
+            audit.record(connection, actor, action, f"participant:{member.name}", None, None, None, moment)
+            connection.commit()
+        return member, key, revoked

@@ -6,7 +6,7 @@ workers and hosts):
 
 * the daily request limit (`Settings.daily_limit`, default 200 per day),
   counted over every limited route together, taken before the view runs.
-  Routes marked with `exempt` (health, leaderboard) are outside every limit;
+  Routes marked exempt (gpuq.api.limits: health, leaderboard) are outside every limit;
   so are requests that match no route.
 * the submission limit (`Settings.submit_limit`, default 10 per hour), taken
   by `RateLimits.take_submission` only after a submission has passed
@@ -17,7 +17,7 @@ And one per participant: the participant submission limit
 every address together, taken with (and checked before) the address's
 submission limit.
 
-Client address: the socket peer. With `GPUQ_TRUSTED_PROXIES=N` werkzeug's
+Client address (gpuq.api.limits): the socket peer. With `GPUQ_TRUSTED_PROXIES=N` werkzeug's
 ProxyFix takes the address N hops back in X-Forwarded-For; otherwise that
 header is ignored, so it cannot buy a fresh quota.
 
@@ -42,7 +42,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import RateLimiter, SlidingWindowCounterRateLimiter
@@ -52,15 +51,9 @@ from gpuq.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "gpuq.ratelimit"
 T = TypeVar("T")
 RETRY_PRIMARY_SECONDS = 5.0
 """After a Redis failure, count in memory for this long before trying Redis again."""
-
-
-def client_address() -> str:
-    """The address quotas are counted against (see the module docstring)."""
-    return request.remote_addr or "unknown"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +110,18 @@ class RateLimits:
             usage = self._stats(item, ids)
             if usage.remaining <= 0:
                 raise RateLimited(f"{_DESCRIPTIONS['participant']} ({item})", usage)
+
+    def take_submitter(self, address: str, participant_id: int | None) -> Usage | None:
+        """Use one of `address`'s submissions and, for a participant, one of theirs; raises
+        RateLimited (then none is used). Returns the tighter usage."""
+        if participant_id is not None:
+            self.check_participant(participant_id)  # so that a refusal uses none of the address's
+        usage = self.take_submission(address)
+        if participant_id is not None:
+            mine = self.take_participant(participant_id)
+            if usage is None or (mine is not None and mine.remaining < usage.remaining):
+                usage = mine
+        return usage
 
     def take_participant(self, participant_id: int) -> Usage | None:
         """Count one accepted submission of the participant; raises RateLimited when used up."""
@@ -195,73 +200,3 @@ def _usage(strategy: RateLimiter, item: RateLimitItem, ids: tuple[str, str]) -> 
         reset = now + item.get_expiry()
     retry_after = min(item.get_expiry(), max(1, math.ceil(reset - now)))
     return Usage(item.amount, remaining, math.ceil(now) + retry_after, retry_after)
-
-
-SELF_LIMITED = {"submissions.submit_qualification"}
-"""Endpoints that take the daily limit themselves (after telling replays apart) via `take_daily`."""
-
-
-def take_daily(address: str) -> None:
-    """Count this request against the daily limit (for SELF_LIMITED endpoints); raises RateLimited."""
-    get_limits().take_daily(address, report=False)
-
-
-def exempt(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a view as outside every limit."""
-    view._gpuq_exempt = True  # type: ignore[attr-defined]
-    return view
-
-
-def init_app(app: Flask, settings: Settings, redis_pool: Any | None) -> RateLimits:
-    """Install the limits on `app`: the daily check before each view, headers after."""
-    limits = RateLimits(settings, redis_pool)
-    app.extensions[EXTENSION] = limits
-    exempt_endpoints: set[str] = set()
-
-    @app.before_request
-    def take_daily() -> None:
-        if not exempt_endpoints:  # filled on the first request, once every route is registered
-            exempt_endpoints.update(
-                name for name, view in app.view_functions.items() if getattr(view, "_gpuq_exempt", False)
-            )
-            exempt_endpoints.add("static")
-        endpoint = request.endpoint
-        if endpoint is None or endpoint in exempt_endpoints or endpoint in SELF_LIMITED:
-            return
-        if g.get("gpuq_unlimited"):  # an admin (gpuq.api.auth)
-            return
-        g.gpuq_rate_usage = limits.take_daily(client_address(), report=True)
-
-    app.after_request(add_headers)
-    return limits
-
-
-def get_limits(app: Flask | None = None) -> RateLimits:
-    return (app or current_app).extensions[EXTENSION]
-
-
-def take_submission(address: str, participant_id: int | None = None) -> None:
-    """Use one of `address`'s submissions and, for a participant, one of theirs; raises
-    RateLimited. The tighter usage is reported in the response headers."""
-    limits = get_limits()
-    if participant_id is not None:
-        limits.check_participant(participant_id)  # so that a refusal uses none of the address's
-    usage = limits.take_submission(address)
-    if participant_id is not None:
-        mine = limits.take_participant(participant_id)
-        if usage is None or (mine is not None and mine.remaining < usage.remaining):
-            usage = mine
-    if usage is not None:
-        g.gpuq_rate_usage = usage
-
-
-def add_headers(response: Response) -> Response:
-    """X-RateLimit-Limit/Remaining/Reset on every limited response; Retry-After on 429."""
-    usage: Usage | None = g.get("gpuq_rate_usage")
-    if usage is not None:
-        response.headers["X-RateLimit-Limit"] = str(usage.limit)
-        response.headers["X-RateLimit-Remaining"] = str(usage.remaining)
-        response.headers["X-RateLimit-Reset"] = str(usage.reset_at)
-        if response.status_code == 429:
-            response.headers["Retry-After"] = str(usage.retry_after)
-    return response

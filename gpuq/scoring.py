@@ -92,18 +92,9 @@ def round_half_up(value: Decimal, quantum: Decimal) -> Decimal:
     return value.quantize(quantum, rounding=ROUND_HALF_UP)
 
 
-def completion_fraction(seconds: Decimal, profile: Profile) -> Decimal:
-    """Share of the completion-time weight earned: 1 at <= best, 0 at >= worst, linear between."""
-    if seconds <= profile.time_best:
-        return Decimal(1)
-    if seconds >= profile.time_worst:
-        return Decimal(0)
-    return (profile.time_worst - seconds) / (profile.time_worst - profile.time_best)
-
-
 def completion_points(seconds: Decimal, profile: Profile) -> Decimal:
     """Unrounded completion-time points. One division, last, so that the database's
-    set-based rescoring (gpuq.rescoring) computes the very same value."""
+    set-based rescoring (gpuq.submissions.rescoring) computes the very same value."""
     if seconds <= profile.time_best:
         return profile.max_points("completion_time")
     if seconds >= profile.time_worst:

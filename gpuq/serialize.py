@@ -5,13 +5,15 @@ Numbers stay numbers; times are UTC with a Z.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 from gpuq.clock import iso_z
 from gpuq.leaderboard import Entry
+from gpuq.participants import Member, prefix_of
 from gpuq.scoring import METRICS, Profile
-from gpuq.submissions import StoredSubmission
+from gpuq.submissions.store import StoredSubmission
 
 
 def number(value: Decimal) -> int | float:
@@ -42,3 +44,19 @@ def entry(rank: int, item: Entry) -> dict[str, Any]:
         "score": number(item.score),
         "submitted_at": iso_z(item.submitted_at),
     }
+
+
+def issued(member: Member, key: str, moment: dt.datetime) -> dict[str, Any]:
+    """The answer that carries a new API key (the only time it is ever shown)."""
+    return {
+        "name": member.name,
+        "is_admin": member.is_admin,
+        "api_key": key,
+        "key_prefix": prefix_of(key),
+        "created_at": iso_z(moment),
+    }
+
+
+def key_change(member: Member, key: str | None, revoked: int, moment: dt.datetime) -> dict[str, Any]:
+    """The answer to a key rotation (the new key) or revocation (how many were revoked)."""
+    return issued(member, key, moment) if key is not None else {"name": member.name, "revoked": revoked}

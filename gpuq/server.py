@@ -29,11 +29,11 @@ class GpuqWorker(GeventWorker):
     (clients reconnect to another worker at once)."""
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        from gpuq.events import EXTENSION
+        from gpuq.api.context import EXTENSION
 
-        bus = getattr(self.wsgi, "extensions", {}).get(EXTENSION)
-        if bus is not None:
-            bus.close_all()
+        runtime = getattr(self.wsgi, "extensions", {}).get(EXTENSION)  # None in gunicorn's error app
+        if runtime is not None:
+            runtime.bus.close_all()
         super().handle_exit(sig, frame)
 
 
@@ -48,11 +48,10 @@ class GpuqServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):  # runs in each worker after the fork
-        from gpuq.api.slots import start_sweeper
-        from gpuq.app import create_app
+        from gpuq.app import create_app, runtime_of
 
         app = create_app(self.settings)
-        start_sweeper(app)  # every worker sweeps; the database makes that safe
+        runtime_of(app).slots.start_sweeper()  # every worker sweeps; the database makes that safe
         return app
 
 

@@ -22,6 +22,6 @@ from gpuq.api import (
 def init_app(app: Flask) -> None:
     errors.init_app(app)
     security.init_app(app)
-    stream.init_app(app, app.config["GPUQ_SETTINGS"])
+    leaderboard.init_app(app)
     for module in (health, submissions, leaderboard, stream, quota, participants, slots, admin, openapi):
         app.register_blueprint(module.bp)

@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gpuq import idempotency
 from gpuq.errors import (
     Conflict,
     Forbidden,
@@ -29,6 +28,7 @@ from gpuq.errors import (
     Unauthorized,
     Unavailable,
 )
+from gpuq.submissions import idempotency
 
 log = logging.getLogger(__name__)
 

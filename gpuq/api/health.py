@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from gpuq import ratelimit
-from gpuq.clock import iso_z, now
-from gpuq.store.db import Database, get_db
-from gpuq.store.redis import get_redis
+from gpuq.api.context import runtime
+from gpuq.api.limits import exempt
+from gpuq.clock import iso_z
+from gpuq.store.db import Database
 
 bp = Blueprint("health", __name__)
 
@@ -56,10 +56,11 @@ def _database(database: Database) -> None:
 
 
 @bp.get("/")
-@ratelimit.exempt
-def health():
-    client = get_redis()
-    database = get_db()
+@exempt
+def health() -> Response:
+    services = runtime()
+    client = services.redis
+    database = services.database
     to_run: dict[str, Any] = {"database": lambda: _database(database)}
     if client is not None:
         to_run["redis"] = client.ping
@@ -72,7 +73,7 @@ def health():
         status, code = "degraded", 200
     else:
         status, code = "healthy", 200
-    response = jsonify({"status": status, "timestamp": iso_z(now()), "checks": checks})
+    response = jsonify({"status": status, "timestamp": iso_z(services.clock()), "checks": checks})
     response.status_code = code
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -13,26 +13,33 @@ nothing is cached.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, json
+from flask import Blueprint, Flask, Response, current_app, json
 
-from gpuq import ratelimit
+from gpuq.api.context import runtime
+from gpuq.api.limits import exempt
 from gpuq.api.params import LEADERBOARD, choice_param
-from gpuq.leaderboard import DEFAULT_VIEW, VIEWS, get_leaderboard
+from gpuq.leaderboard import DEFAULT_VIEW, VIEWS
 from gpuq.serialize import entry
 
 bp = Blueprint("leaderboard", __name__)
 
 CACHE = "gpuq.leaderboard_pages"
 CACHE_PAGES = 256
+PageCache = dict[tuple[str, int, int], tuple[bytes, bytes]]
+"""(view, offset, limit) -> (index version, rendered body)."""
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[CACHE] = PageCache()
 
 
 @bp.get("/leaderboard")
-@ratelimit.exempt
-def leaderboard():
+@exempt
+def leaderboard() -> Response:
     limit, offset = LEADERBOARD.read()
     view = choice_param("view", VIEWS, DEFAULT_VIEW)
-    board = get_leaderboard()
-    cache: dict[tuple[str, int, int], tuple[bytes, bytes]] = current_app.extensions.setdefault(CACHE, {})
+    board = runtime().board
+    cache: PageCache = current_app.extensions[CACHE]
     version = board.version()
     cached = cache.get((view, offset, limit))
     if version is not None and cached is not None and cached[0] == version:

@@ -6,14 +6,15 @@ Every route is listed in OPERATIONS; a test checks that no route is missing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from flask import Blueprint, Response, current_app, json, render_template
+from flask import Blueprint, Response, json, render_template
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from gpuq import ratelimit
 from gpuq.api import params, schemas
+from gpuq.api.limits import exempt
 from gpuq.store.models import MAX_SUBMISSION_ID
 
 bp = Blueprint("openapi", __name__)
@@ -607,18 +608,21 @@ def build_spec() -> dict[str, Any]:
     }
 
 
+@functools.cache
+def spec_body() -> bytes:
+    """The document as served (built once per process: it depends on nothing at run time)."""
+    return json.dumps(build_spec()).encode()
+
+
 @bp.get("/openapi.json")
-@ratelimit.exempt
-def openapi_json():
-    body = current_app.extensions.get("gpuq.openapi")
-    if body is None:
-        body = current_app.extensions["gpuq.openapi"] = json.dumps(build_spec()).encode()
-    return Response(body, mimetype="application/json")
+@exempt
+def openapi_json() -> Response:
+    return Response(spec_body(), mimetype="application/json")
 
 
 @bp.get("/docs")
-@ratelimit.exempt
-def docs():
+@exempt
+def docs() -> Response:
     response = Response(render_template("docs.html"), mimetype="text/html")
     response.headers["Content-Security-Policy"] = DOCS_CSP
     return response

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
-from gpuq import ratelimit
 from gpuq.api import auth
+from gpuq.api.context import runtime
+from gpuq.api.limits import client_address, exempt
 
 bp = Blueprint("quota", __name__)
 
 
 @bp.get("/quota")
-@ratelimit.exempt
-def quota():
-    limits = ratelimit.get_limits()
-    address = ratelimit.client_address()
+@exempt
+def quota() -> Response:
+    limits = runtime().limits
+    address = client_address()
     member = auth.caller()
     return jsonify(
         {

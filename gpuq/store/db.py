@@ -84,12 +84,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def init_app(app: Flask, settings: Settings) -> Database:
-    engine = make_engine(settings)
-    database = Database(engine=engine)
+def init_app(app: Flask, database: Database) -> None:
     app.extensions[EXTENSION] = database
-    return database
 
 
 def get_db(app: Flask | None = None) -> Database:
-    return (app or current_app).extensions[EXTENSION]
+    """The app's database (the current app's by default)."""
+    found: Database = (app or current_app).extensions[EXTENSION]
+    return found

@@ -28,11 +28,11 @@ def make_client(settings: Settings) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def init_app(app: Flask, settings: Settings) -> redis.Redis | None:
-    client = make_client(settings) if settings.redis_url else None
+def init_app(app: Flask, client: redis.Redis | None) -> None:
     app.extensions[EXTENSION] = client
-    return client
 
 
 def get_redis(app: Flask | None = None) -> redis.Redis | None:
-    return (app or current_app).extensions[EXTENSION]
+    """The app's Redis client (the current app's by default); None in the embedded mode."""
+    found: redis.Redis | None = (app or current_app).extensions[EXTENSION]
+    return found

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, render_template
 
-from gpuq import ratelimit
+from gpuq.api.context import runtime
+from gpuq.api.limits import exempt
 
 bp = Blueprint("board", __name__)
 
@@ -16,9 +17,9 @@ BOARD_CSP = (
 
 
 @bp.get("/board")
-@ratelimit.exempt
-def board():
-    size = current_app.config["GPUQ_SETTINGS"].board_size
+@exempt
+def board() -> Response:
+    size = runtime().settings.board_size
     response = Response(render_template("board.html", board_size=size), mimetype="text/html")
     response.headers["Content-Security-Policy"] = BOARD_CSP
     return response

@@ -16,11 +16,11 @@ from sqlalchemy import inspect, select, text
 
 from gpuq import cli
 from gpuq.api.openapi import OPERATIONS
-from gpuq.profiles import parse
 from gpuq.scoring import METRICS, Profile, score
 from gpuq.serialize import number
 from gpuq.store.db import get_db
 from gpuq.store.models import Submission
+from gpuq.submissions.profiles import parse
 from tests.conftest import bearer, make_admin, register, submit_as, truncate
 from tests.strategies import metric_sets
 

@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlalchemy import text
 
-from gpuq import idempotency
 from gpuq.api.body import parse_json
 from gpuq.store.db import get_db
+from gpuq.submissions import idempotency
 from tests.conftest import WORKED_EXAMPLE, FrozenClock, stored_count
 
 PROBLEM = "application/problem+json"

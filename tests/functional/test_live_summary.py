@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from gpuq import live
+from gpuq.live import board as live
 from gpuq.store.db import get_db
 from tests.conftest import WORKED_EXAMPLE
 

@@ -7,8 +7,7 @@ import datetime as dt
 
 import pytest
 
-from gpuq.api.slots import settle
-from gpuq.events import EXTENSION as EVENTS
+from gpuq.app import runtime_of
 from tests.conftest import FrozenClock, bearer, make_admin, register, submit_as
 
 HOUR = 3600
@@ -21,8 +20,7 @@ def clock():
 
 def sweep(app) -> list[str]:
     """What a worker's sweeper does once; returns the actions taken."""
-    with app.app_context():
-        return [f"{c.action}:{c.slot}:{c.participant}" for c in settle()]
+    return [f"{c.action}:{c.slot}:{c.participant}" for c in runtime_of(app).slots.settle()]
 
 
 def history(client):
@@ -114,7 +112,7 @@ def test_the_qualifying_score_and_disqualification_decide_who_is_eligible(make_a
     low = pool(client, keys[1])["me"]
     assert low["eligible"] is False and "below the qualifying score 85" in low["reason"]
     assert pool(client)["in_line"] == []
-    subscription = app.extensions[EVENTS].subscribe()
+    subscription = runtime_of(app).bus.subscribe()
     disqualified = client.post(
         "/admin/participants/player0/disqualify", json={"reason": "shared keys"}, headers=bearer(admin)
     )
@@ -179,7 +177,7 @@ def test_admins_shape_the_pool_and_every_change_is_audited(make_app, clock):
 def test_every_lease_change_is_published_for_the_board(make_app, clock):
     app = make_app(clock=clock, slot_hours=1)
     client = app.test_client()
-    subscription = app.extensions[EVENTS].subscribe()
+    subscription = runtime_of(app).bus.subscribe()
     keys = contenders(client, 90, 80)
     client.post("/slots/gpu-0/release", headers=bearer(keys[0]))
     events = []

@@ -7,7 +7,9 @@ import random
 import redis
 from sqlalchemy import text
 
-from gpuq.leaderboard import DatabaseLeaderboard, RedisLeaderboard, get_leaderboard
+from gpuq.app import runtime_of
+from gpuq.leaderboard.index import RedisLeaderboard
+from gpuq.leaderboard.query import DatabaseLeaderboard
 from gpuq.store.db import get_db
 from tests.conftest import WORKED_EXAMPLE, stored_count
 from tests.services import RedisServer
@@ -39,7 +41,7 @@ def board_ranking(client) -> list[tuple[int, str]]:
 
 
 def index_members(app) -> list[int]:
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     members = board._redis.zrevrange(board.key, 0, -1)
     return [int(m.split(b":")[0]) for m in members]
 
@@ -48,7 +50,7 @@ def test_redis_and_database_give_the_same_ranking(make_app):
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
     fill(client, 150)
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     assert isinstance(board, RedisLeaderboard)
     database = DatabaseLeaderboard(get_db(app).autocommit)
 
@@ -67,7 +69,7 @@ def test_a_flushed_index_is_rebuilt_from_the_database(make_app, redis_url):
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
     fill(client, 30)
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     board._redis.delete(board.key)
 
     assert board_ranking(client) == database_ranking(app)
@@ -78,7 +80,7 @@ def test_an_index_of_the_wrong_type_is_replaced(make_app):
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
     fill(client, 10)
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     board._redis.set(board.key, "garbage")
 
     assert board_ranking(client) == database_ranking(app)
@@ -90,7 +92,7 @@ def test_garbage_members_are_never_served(make_app):
     app = make_app(ratelimit_enabled=False, index_check_seconds=3600.0)
     client = app.test_client()
     fill(client, 5)
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     client.get("/leaderboard")  # verified once, not again for an hour
     board._redis.zadd(board.keys["best"], {b"not-a-member": 2**52})  # the default view's set
 
@@ -104,7 +106,7 @@ def test_missing_entries_are_noticed_by_the_count_check(make_app):
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
     fill(client, 8)
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     board._redis.zremrangebyrank(board.key, 0, 2)
 
     # The first check may take the gap for writes in flight; the next one rebuilds.
@@ -118,7 +120,7 @@ def test_an_index_briefly_behind_the_database_is_not_rebuilt(make_app):
     client = app.test_client()
     fill(client, 4)
     client.get("/leaderboard")
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     # A row committed by another worker that has not indexed it yet.
     with get_db(app).engine.begin() as connection:
         columns = (
@@ -205,7 +207,7 @@ def test_a_rebuild_after_a_flush_never_revives_a_cached_page(make_app):
     client = app.test_client()
     fill(client, 3)
     cached = client.get("/leaderboard").get_json()
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     board._redis.delete(board.key, board.version_key)
     with get_db(app).engine.begin() as connection:
         connection.execute(text("DELETE FROM submissions WHERE id = (SELECT min(id) FROM submissions)"))
@@ -218,8 +220,8 @@ def test_garbage_under_every_key_costs_no_submission(make_app):
     app = make_app(submit_limit="3 per hour")
     client = app.test_client()
     assert client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code == 201
-    board = get_leaderboard(app)
-    for key in board._redis.scan_iter(match=f"{app.config['GPUQ_SETTINGS'].redis_prefix}*"):
+    board = runtime_of(app).board
+    for key in board._redis.scan_iter(match=f"{runtime_of(app).settings.redis_prefix}*"):
         board._redis.delete(key)
         board._redis.hset(key, "garbage", "yes")  # every gpuq key now holds the wrong type
 
@@ -234,7 +236,7 @@ def test_an_index_script_lost_by_redis_is_loaded_again(make_app):
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
     fill(client, 2)
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     board._redis.script_flush()  # as after a Redis restart: the script cache is empty
     version = int(board._redis.get(board.version_key))
     fill(client, 3, seed=11)
@@ -258,7 +260,7 @@ def test_moderation_rewrites_only_the_entries_concerned(make_app):
     submit_as(client, alice, accuracy=60)
     bobs = submit_as(client, bob, accuracy=80).get_json()["submission_id"]
     anonymous = submit_as(client, None, accuracy=90).get_json()["submission_id"]
-    board = get_leaderboard(app)
+    board = runtime_of(app).board
     database = DatabaseLeaderboard(get_db(app).autocommit)
     client.get("/leaderboard")  # verified once, not again for an hour
 

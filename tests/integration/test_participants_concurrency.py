@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from gpuq.leaderboard import DatabaseLeaderboard, get_leaderboard
+from gpuq.app import runtime_of
+from gpuq.leaderboard.query import DatabaseLeaderboard
 from gpuq.scoring import METRICS, Profile, score
 from gpuq.store.db import get_db
 from gpuq.store.models import Submission
@@ -53,7 +54,7 @@ def test_one_participant_racing_itself_keeps_exactly_one_best_entry(make_app):
     for app in apps:  # both instances read the same index, equal to the database
         board = app.test_client().get("/leaderboard").get_json()
         assert [(e["participant"], e["submission_id"]) for e in board["leaderboard"]] == [("alice", best.id)]
-    everything = get_leaderboard(apps[0]).page(0, 100, "all")
+    everything = runtime_of(apps[0]).board.page(0, 100, "all")
     assert [e.submission_id for e in everything.entries] == [
         r.id for r in sorted(stored, key=lambda r: (-r.score, r.id))
     ]
@@ -125,4 +126,4 @@ def test_no_submission_keeps_a_score_from_a_retired_profile(make_app):
     # The index followed: both views equal the database's.
     database = DatabaseLeaderboard(get_db(app).autocommit)
     for view in ("best", "all"):
-        assert get_leaderboard(other).page(0, 100, view).entries == database.page(0, 100, view).entries
+        assert runtime_of(other).board.page(0, 100, view).entries == database.page(0, 100, view).entries

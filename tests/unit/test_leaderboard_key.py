@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuq.leaderboard import MAX_ID, composite_key
+from gpuq.leaderboard.rule import MAX_ID, composite_key
 
 scores = st.decimals(min_value=0, max_value=100, places=2)
 ids = st.integers(min_value=1, max_value=MAX_ID)

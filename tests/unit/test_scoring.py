@@ -8,11 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuq.scoring import METRICS, Profile, completion_fraction, score
+from gpuq.scoring import METRICS, Profile, completion_points, score
 from tests.strategies import metric_sets
 
 D = Decimal
 DEFAULT = Profile()
+
+
+def _share(value: Decimal, profile: Profile | None = None) -> Decimal:
+    """The share of the completion-time weight earned (to 20 places), from points or a fraction."""
+    whole = D(1) if profile is None else profile.max_points("completion_time")
+    return (value / whole).quantize(D("1e-20"))
 
 
 def metrics(**values: str | int) -> dict[str, Decimal]:
@@ -64,14 +70,14 @@ def test_87_65_would_need_more_time_points_at_45_3_s_than_the_worked_example_giv
     [("0", "1"), ("-5", "1"), ("45", "0.5"), ("90", "0"), ("500", "0"), ("30", D(2) / D(3))],
 )
 def test_completion_time_curve(seconds, fraction):
-    assert completion_fraction(D(seconds), DEFAULT) == D(fraction)
+    assert _share(completion_points(D(seconds), DEFAULT), DEFAULT) == _share(D(fraction))
 
 
 def test_profile_bounds_are_configurable():
     profile = Profile(time_best=D(10), time_worst=D(20))
-    assert completion_fraction(D(10), profile) == 1
-    assert completion_fraction(D(15), profile) == D("0.5")
-    assert completion_fraction(D(20), profile) == 0
+    assert _share(completion_points(D(10), profile), profile) == 1
+    assert _share(completion_points(D(15), profile), profile) == D("0.5")
+    assert _share(completion_points(D(20), profile), profile) == 0
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Accepting a submission: score it and store it; reading one back.
+"""Storing a submission (scored, fenced on the profile) and reading submissions back.
 
 The hot path uses SQLAlchemy Core on a Connection: the ORM unit of work and
 instrumented objects cost several times more CPU per request (bench/README.md).
@@ -6,7 +6,7 @@ instrumented objects cost several times more CPU per request (bench/README.md).
 The INSERT is fenced on the scoring profile: it stores a row only while the
 version the worker scored with is still the active one, and holds a share lock
 on that profile row until it commits. An admin changing the profile
-(gpuq.rescoring) first locks the row, so every submission is either stored
+(gpuq.submissions.rescoring) first locks the row, so every submission is either stored
 before the rescoring pass (and rescored by it) or refused with ProfileChanged
 and scored again with the new profile: none keeps a score from a retired profile.
 """
@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, false, func, insert, select, true,
 
 from gpuq.clock import to_millis
 from gpuq.errors import GpuqError, NotFound
+from gpuq.leaderboard import Entry, rule
 from gpuq.scoring import METRICS, Profile, score
 from gpuq.store.models import Participant, ScoreHistory, ScoringProfile, Submission
 
@@ -70,6 +71,11 @@ class StoredSubmission:
     def status(self) -> str:
         """ "disqualified" when the submission itself was; otherwise "active"."""
         return STATUS_ACTIVE if self.disqualified_at is None else STATUS_DISQUALIFIED
+
+    @property
+    def entry(self) -> Entry:
+        """Its place on the leaderboard."""
+        return Entry(self.id, self.score, self.created_at, self.participant)
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> StoredSubmission:
@@ -164,17 +170,17 @@ def take_lead(
 ) -> tuple[bool, bool]:
     """Place a participant's new submission: returns (ranked, leads).
 
-    It leads when it beats the participant's current leader (higher score, or
-    equal score and smaller id). The caller holds the participant's row lock
-    (`_lock_in_order`), so two submissions of one participant, or a submission
-    and a disqualification, decide one after the other (SQLite serialises
-    writers anyway); a participant disqualified meanwhile gets an unranked row.
+    It leads when it outranks the participant's current leader (gpuq.leaderboard.rule).
+    The caller holds the participant's row lock (`_lock_in_order`), so two submissions
+    of one participant, or a submission and a disqualification, decide one after the
+    other (SQLite serialises writers anyway); a participant disqualified meanwhile gets
+    an unranked row.
     """
     if disqualified:
         connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=false()))
         return False, False
     leader = connection.execute(_LEADER, {"pid": participant_id}).first()
-    if leader is not None and (leader.score, -leader.id) >= (score, -submission_id):
+    if leader is not None and not rule.outranks(score, submission_id, leader.score, leader.id):
         return True, False
     if leader is not None:
         connection.execute(update(TABLE).where(TABLE.c.id == leader.id).values(leads=false()))

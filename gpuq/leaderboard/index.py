@@ -1,32 +1,16 @@
-"""The leaderboard: ranking rules, the database query, and the Redis index.
+"""The Redis leaderboard index: two sorted sets kept in step with the database.
 
-Ranking rule (the one place it is decided): higher score first; between equal
-scores the earlier submission wins, "earlier" meaning the smaller submission
-id (ids are handed out in arrival order by the database). Rank 1 is the best.
-
-Two views of the same ranking (disqualified submissions and participants are
-in neither):
-
-* `all`: every ranked submission (`submissions.ranked`).
-* `best` (the default): each participant's best submission, their earliest
-  on a tie, and every anonymous submission on its own (`submissions.leads`).
-
-Two implementations give the same ranking (a test proves it):
-
-* `DatabaseLeaderboard`: indexed queries on `submissions`; the embedded
-  default and the fallback whenever Redis fails.
-* `RedisLeaderboard`: two sorted sets (one per view) kept in step on every
-  accepted submission; a participant's place in the `best` set is replaced
-  atomically by a Lua script applying the same rule.
-  Redis is never the source of truth: when the set is missing, of the wrong
-  type, holds garbage, or its size differs from the database's row count it
-  is rebuilt from the database (into a temporary key, then RENAME, so readers
-  never see a half-built board).
+One set per view (gpuq.leaderboard.rule), scored by `rule.composite_key`, so
+that Redis's own order is the ranking rule. A participant's place in view best
+is replaced atomically by `index.lua` (package data), which compares composite
+keys: the same rule. Redis is never the source of truth: when a set is
+missing, of the wrong type, holds garbage, or its size differs from the
+database's row count it is rebuilt from the database (into a temporary key,
+then RENAME, so readers never see a half-built board).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -34,87 +18,24 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from decimal import Decimal
-from typing import Any, Protocol
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
 
 import redis
-from flask import Flask, current_app
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection
 
 from gpuq.config import Settings
-from gpuq.store.models import Participant, Submission
-from gpuq.submissions import StoredSubmission
+from gpuq.leaderboard.board import DEFAULT_VIEW, Entry, Leaderboard, Page
+from gpuq.leaderboard.query import DatabaseLeaderboard
+from gpuq.leaderboard.rule import composite_key, from_composite
 
 log = logging.getLogger(__name__)
 
-ID_BITS = 39
-"""Bits for the submission id in the composite key: ids up to about 5.5e11."""
-MAX_ID = (1 << ID_BITS) - 1
 REBUILD_LOCK_MS = 60_000
 """A rebuild lock left by a killed worker expires after this long."""
-CENTS = Decimal(100)
-
-
-VIEWS = ("best", "all")
-DEFAULT_VIEW = "best"
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    submission_id: int
-    score: Decimal
-    submitted_at: dt.datetime
-    participant: str | None = None
-    """The participant's name; None for an anonymous submission."""
-
-    @classmethod
-    def of(cls, submission: StoredSubmission) -> Entry:
-        return cls(submission.id, submission.score, submission.created_at, submission.participant)
-
-
-@dataclasses.dataclass(frozen=True)
-class Page:
-    entries: list[Entry]
-    total: int
-    version: bytes | None = None
-    """The index version this page was read at; None when read from the database."""
-
-
-class Leaderboard(Protocol):
-    def add(self, entry: Entry) -> int | None:
-        """Index an accepted, ranked submission; return its rank in view `all` when cheaply known."""
-
-    def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
-        """Entries ranked offset+1 .. offset+limit in `view`, and the view's total count."""
-
-    def version(self) -> bytes | None:
-        """An opaque value that changes whenever the ranking may have changed, or None
-        when there is none to offer (then pages must not be cached)."""
-
-    def rank(self, entry: Entry, view: str = "all") -> int:
-        """The 1-based rank of a stored, ranked submission in `view` (in `best` it must lead)."""
-
-    def refresh(self) -> None:
-        """Bring the whole index in line with the database after a rescoring."""
-
-    def reindex(self, *, submission_id: int | None = None, participant_id: int | None = None) -> None:
-        """Bring one submission's places (with all its participant's submissions: their
-        best entry may change), or one participant's, in line with the database after a
-        moderation."""
-
-
-def composite_key(score: Decimal, submission_id: int) -> int:
-    """An integer that sorts like (score desc, id asc) under ZREVRANGE and stays below 2**53.
-
-    score (0.00-100.00) in cents takes the high 14 bits; the low 39 bits hold
-    the id inverted, so that between equal scores the smaller id ranks higher.
-    Doubles represent every such integer exactly.
-    """
-    if not 0 < submission_id <= MAX_ID:
-        raise ValueError(f"submission id {submission_id} does not fit the composite key")
-    cents = int(score * CENTS)
-    return (cents << ID_BITS) | (MAX_ID - submission_id)
+_INDEX = files("gpuq.leaderboard").joinpath("index.lua").read_text()
+"""Index one ranked entry, atomically (see the script's comments)."""
 
 
 def _member(entry: Entry) -> str:
@@ -130,126 +51,11 @@ def _decode(member: bytes, composite: float) -> Entry:
     id_text, millis_text, *name = member.decode("ascii").split(":")
     submission_id, millis = int(id_text), int(millis_text)
     key = int(composite)
-    if key != composite or MAX_ID - (key & MAX_ID) != submission_id or len(name) > 1:
+    score, keyed_id = from_composite(key)
+    if key != composite or keyed_id != submission_id or len(name) > 1:
         raise ValueError(f"index member {member!r} does not match its score")
-    score = Decimal(key >> ID_BITS) / CENTS
     submitted_at = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
-    return Entry(submission_id, score.quantize(Decimal("0.01")), submitted_at, name[0] if name else None)
-
-
-TABLE = Submission.__table__
-PARTICIPANTS = Participant.__table__
-_FLAG = {"all": TABLE.c.ranked, "best": TABLE.c.leads}
-_ENTRIES = select(TABLE.c.id, TABLE.c.score, TABLE.c.created_at, PARTICIPANTS.c.name).outerjoin(
-    PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id
-)
-_COUNTS = select(func.count().filter(TABLE.c.ranked), func.count().filter(TABLE.c.leads))
-
-
-class DatabaseLeaderboard:
-    """Ranking straight from the database (partial indexes ix_submissions_ranked and _leading)."""
-
-    def __init__(self, connect: Callable[[], Connection]):
-        self._connect = connect
-
-    def add(self, entry: Entry) -> int | None:
-        return None  # the row itself is the index
-
-    def version(self) -> bytes | None:
-        return None
-
-    def refresh(self) -> None:
-        return None
-
-    def reindex(self, *, submission_id: int | None = None, participant_id: int | None = None) -> None:
-        return None
-
-    def owned(
-        self, *, submission_id: int | None = None, participant_id: int | None = None
-    ) -> list[tuple[Entry, bool, bool]]:
-        """(entry, ranked, leads) of a participant's submissions, or of one submission and,
-        when it has a participant, all of theirs."""
-        if participant_id is not None:
-            mine = TABLE.c.participant_id == participant_id
-        else:
-            owner = select(TABLE.c.participant_id).where(TABLE.c.id == submission_id).scalar_subquery()
-            mine = or_(TABLE.c.id == submission_id, TABLE.c.participant_id == owner)
-        with self._connect() as connection:
-            rows = connection.execute(_ENTRIES.add_columns(TABLE.c.ranked, TABLE.c.leads).where(mine)).all()
-        return [(Entry(*row[:4]), row[4], row[5]) for row in rows]
-
-    def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
-        flag = _FLAG[view]
-        with self._connect() as connection:
-            rows = connection.execute(
-                _ENTRIES.where(flag).order_by(TABLE.c.score.desc(), TABLE.c.id).offset(offset).limit(limit)
-            ).all()
-            total = connection.scalar(select(func.count()).where(flag)) or 0
-        return Page([Entry(*row) for row in rows], total)
-
-    def rank(self, entry: Entry, view: str = "all") -> int:
-        # Two range counts on the view's partial index rather than one OR, which
-        # PostgreSQL would answer with a scan of the whole table.
-        flag = _FLAG[view]
-        better_score = select(func.count()).where(flag, TABLE.c.score > entry.score).scalar_subquery()
-        earlier_tie = (
-            select(func.count())
-            .where(flag, TABLE.c.score == entry.score, TABLE.c.id < entry.submission_id)
-            .scalar_subquery()
-        )
-        with self._connect() as connection:
-            better = connection.scalar(select(better_score + earlier_tie))
-        return (better or 0) + 1
-
-    def counts(self) -> tuple[int, int]:
-        """How many submissions each view holds: (all, best)."""
-        with self._connect() as connection:
-            ranked, leading = connection.execute(_COUNTS).one()
-        return ranked, leading
-
-    def all_entries(self, after_id: int = 0, batch: int = 5000) -> Iterator[list[tuple[Entry, bool]]]:
-        """Every ranked submission with id > after_id and whether it leads, a batch at a time
-        (for rebuilding an index)."""
-        last = after_id
-        with self._connect() as connection:
-            while rows := connection.execute(
-                _ENTRIES.add_columns(TABLE.c.leads)
-                .where(TABLE.c.ranked, TABLE.c.id > last)
-                .order_by(TABLE.c.id)
-                .limit(batch)
-            ).all():
-                yield [(Entry(*row[:4]), row[4]) for row in rows]
-                last = rows[-1][0]
-
-
-# Index one ranked entry, atomically. KEYS: the all set, the best set, the holders hash
-# (participant name -> their member in the best set). ARGV: member, composite key, the
-# participant's name ("" when anonymous).
-# * A member already in the all set with another key was indexed by a rebuild after a
-#   rescoring: this write carries the old score and is dropped.
-# * A participant's entry replaces their current one in the best set only when its
-#   composite key is higher (the ranking rule); an anonymous entry stands alone.
-_INDEX = """
-local indexed = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if indexed then
-  if tonumber(indexed) ~= tonumber(ARGV[2]) then return 0 end
-else
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-end
-if ARGV[3] == '' then
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-  return 1
-end
-local old = redis.call('HGET', KEYS[3], ARGV[3])
-if old then
-  local held = redis.call('ZSCORE', KEYS[2], old)
-  if held and tonumber(held) >= tonumber(ARGV[2]) then return 1 end
-  redis.call('ZREM', KEYS[2], old)
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
-return 1
-"""
+    return Entry(submission_id, score, submitted_at, name[0] if name else None)
 
 
 class RedisLeaderboard:
@@ -531,22 +337,13 @@ class RedisLeaderboard:
         return written
 
 
-EXTENSION = "gpuq.leaderboard"
-
-
-def init_app(
-    app: Flask, settings: Settings, client: redis.Redis | None, connect: Callable[[], Connection]
+def make_leaderboard(
+    settings: Settings, client: redis.Redis | None, connect: Callable[[], Connection]
 ) -> Leaderboard:
     """The Redis index when Redis is configured, else the database query."""
     database = DatabaseLeaderboard(connect)
-    board: Leaderboard = database
-    if client is not None:
-        board = RedisLeaderboard(
-            client, database, f"{settings.redis_prefix}:leaderboard", settings.index_check_seconds
-        )
-    app.extensions[EXTENSION] = board
-    return board
-
-
-def get_leaderboard(app: Flask | None = None) -> Leaderboard:
-    return (app or current_app).extensions[EXTENSION]
+    if client is None:
+        return database
+    return RedisLeaderboard(
+        client, database, f"{settings.redis_prefix}:leaderboard", settings.index_check_seconds
+    )

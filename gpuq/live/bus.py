@@ -30,6 +30,8 @@ from typing import Any
 
 import redis
 
+from gpuq.config import Settings
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
@@ -88,9 +90,6 @@ class _Hub:
         with self._lock:
             self._subscribers.discard(subscription)
 
-    def count(self) -> int:
-        return len(self._subscribers)
-
     def close_all(self) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
@@ -123,9 +122,6 @@ class LocalBus:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.hub.remove(subscription)
-
-    def streams(self) -> int:
-        return self.hub.count()
 
     def close_all(self) -> None:
         """End every open stream of this process (the worker is shutting down)."""
@@ -202,14 +198,19 @@ class RedisBus(LocalBus):
         self.hub.deliver(event)
 
 
-EXTENSION = "gpuq.events"
+EventBus = LocalBus
+"""What publishes and subscribes: LocalBus or its Redis twin RedisBus (a subclass)."""
 
 
-def make_bus(redis_url: str, client: redis.Redis | None, channel: str, connect_timeout: float) -> LocalBus:
+def make_bus(settings: Settings, client: redis.Redis | None) -> EventBus:
+    """The Redis bus when Redis is configured (channel `<prefix>:events`), else the local one."""
     if client is None:
         return LocalBus()
     # The listener waits for messages indefinitely, so its connection has no read timeout.
     listener_client = redis.Redis.from_url(
-        redis_url, socket_connect_timeout=connect_timeout, socket_keepalive=True, health_check_interval=30
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
     )
-    return RedisBus(client, listener_client, channel)
+    return RedisBus(client, listener_client, f"{settings.redis_prefix}:events")

@@ -1,4 +1,4 @@
-"""The slot pool: leasing GPU slots to the best qualifiers, fairly and race-free.
+"""The slot pool's rules: leasing GPU slots to the best qualifiers, fairly and race-free.
 
 Policy (the one place it is decided):
 
@@ -9,8 +9,8 @@ Policy (the one place it is decided):
   lapsed) less than `cooldown_seconds` ago waits. Anonymous submissions never
   receive a slot.
 * A free slot (in the pool, not draining, no live lease) goes to the
-  **highest-ranked eligible** participant: leaderboard order, ties to whoever
-  reached the score first.
+  **highest-ranked eligible** participant: leaderboard order
+  (gpuq.leaderboard.rule), ties to whoever reached the score first.
 * With a claim window (`claim_seconds` > 0) the slot is first *offered*; the
   participant accepts within the window or the offer lapses ("declined") and
   the slot passes on. Without one it is granted at once.
@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gpuq.config import SLOT_NAME, Settings
 from gpuq.errors import Conflict, FieldError, InvalidInput, NotFound
+from gpuq.leaderboard import rule
 from gpuq.store.models import Lease, Participant, Slot, SlotPolicy, Submission
 
 SLOTS = Slot.__table__
@@ -241,7 +242,7 @@ def _ranked_entries(moment: dt.datetime, rules: Policy) -> Any:
             ~live,
             ~cooling,
         )
-        .order_by(SUBMISSIONS.c.score.desc(), SUBMISSIONS.c.id)
+        .order_by(*rule.order(SUBMISSIONS.c.score, SUBMISSIONS.c.id))
     )
 
 
@@ -484,12 +485,7 @@ def standing(
         ahead = connection.scalar(
             select(func.count())
             .select_from(eligible)
-            .where(
-                or_(
-                    eligible.c.score > best.score,
-                    and_(eligible.c.score == best.score, eligible.c.entry < best.id),
-                )
-            )
+            .where(or_(*rule.ahead_of(eligible.c.score, eligible.c.entry, best.score, best.id)))
         )
         result.update(eligible=True, position=(ahead or 0) + 1, reason="eligible: waiting for a free slot")
     return result

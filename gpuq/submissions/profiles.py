@@ -3,7 +3,7 @@
 Versions are only ever added, never edited. Exactly one version is active (a
 unique partial index says so); submissions are scored with it, and every
 submission records the version that scored it. An admin changes the active
-profile through gpuq.rescoring, which rescores every submission in the same
+profile through gpuq.submissions.rescoring, which rescores every submission in the same
 transaction.
 
 The settings (GPUQ_TIME_BEST_SECONDS, GPUQ_TIME_WORST_SECONDS) only seed the
@@ -18,14 +18,13 @@ import json
 import logging
 from decimal import Decimal
 
-from flask import Flask, current_app
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from gpuq.clock import now
+from gpuq.clock import Clock
 from gpuq.config import Settings
 from gpuq.scoring import METRICS, Profile
-from gpuq.store.db import get_db
+from gpuq.store.db import Database
 from gpuq.store.models import ScoringProfile
 
 log = logging.getLogger(__name__)
@@ -84,42 +83,49 @@ def ensure_active(connection: Connection, seed: Profile, moment: dt.datetime) ->
     raise RuntimeError("could not record the scoring profile after 3 attempts")
 
 
-EXTENSION = "gpuq.profile"
+class ProfileCache:
+    """This process's copy of the active profile and its version (read on first use).
 
-
-def init_app(app: Flask, settings: Settings) -> None:
-    seed = Profile(
-        time_best=Decimal(str(settings.time_best_seconds)),
-        time_worst=Decimal(str(settings.time_worst_seconds)),
-    )
-    app.extensions[EXTENSION] = {"seed": seed, "current": None}
-
-
-def get_profile() -> tuple[Profile, int]:
-    """The active profile and its version as this worker last read them (read on first use).
-
-    May be stale after an admin changed the profile; gpuq.submissions.record
-    notices (the insert is fenced on the version being active) and calls `forget`.
+    It may be stale after an admin changed the profile: gpuq.submissions.store.record
+    notices (the insert is fenced on the version being active) and the caller `forget`s.
+    In a database without a profile, `seed` (from the settings) becomes the first version.
     """
-    state = current_app.extensions[EXTENSION]
-    if state["current"] is None:
-        with get_db().connect() as connection:
-            state["current"] = ensure_active(connection, state["seed"], now())
-        profile, version = state["current"]
-        seed = state["seed"]
-        if not state.get("warned") and (seed.time_best, seed.time_worst) != (
-            profile.time_best,
-            profile.time_worst,
-        ):
-            state["warned"] = True
-            log.warning(
-                "scoring profile version %d is active; GPUQ_TIME_*_SECONDS only seed a new database "
-                "(change the profile with PUT /admin/scoring)",
-                version,
-            )
-    return state["current"]
 
+    def __init__(self, database: Database, seed: Profile, clock: Clock):
+        self._database = database
+        self._seed = seed
+        self._clock = clock
+        self._current: tuple[Profile, int] | None = None
+        self._warned = False
 
-def forget() -> None:
-    """Drop this worker's copy: the next `get_profile` reads the active one again."""
-    current_app.extensions[EXTENSION]["current"] = None
+    @classmethod
+    def seeded_by(cls, database: Database, settings: Settings, clock: Clock) -> ProfileCache:
+        seed = Profile(
+            time_best=Decimal(str(settings.time_best_seconds)),
+            time_worst=Decimal(str(settings.time_worst_seconds)),
+        )
+        return cls(database, seed, clock)
+
+    def get(self) -> tuple[Profile, int]:
+        """The active profile and its version as this process last read them."""
+        current = self._current
+        if current is None:
+            with self._database.connect() as connection:
+                current = self._current = ensure_active(connection, self._seed, self._clock())
+            self._warn_if_unlike_seed(*current)
+        return current
+
+    def _warn_if_unlike_seed(self, profile: Profile, version: int) -> None:
+        seed = self._seed
+        if self._warned or (seed.time_best, seed.time_worst) == (profile.time_best, profile.time_worst):
+            return
+        self._warned = True
+        log.warning(
+            "scoring profile version %d is active; GPUQ_TIME_*_SECONDS only seed a new database "
+            "(change the profile with PUT /admin/scoring)",
+            version,
+        )
+
+    def forget(self) -> None:
+        """Drop this copy: the next `get` reads the active one again."""
+        self._current = None

@@ -1,6 +1,8 @@
 """Changing the scoring profile: a new version, every submission rescored in one pass.
 
-`change_profile` runs inside the caller's transaction:
+`ScoringService.change` is the use case (audit, index rebuild, slot settling
+around it); `change_profile` is its database part and runs inside the
+caller's transaction:
 
 1. lock the active profile's row and retire it; record the new version as
    active (skipped for a dry run). Submissions are fenced on the active
@@ -43,10 +45,16 @@ from sqlalchemy import (
     update,
 )
 
-from gpuq import moderation, profiles, scoring
+from gpuq import audit, moderation, scoring
+from gpuq.clock import Clock
+from gpuq.leaderboard import Leaderboard, rule
 from gpuq.participants import PARTICIPANTS
 from gpuq.scoring import METRICS, PERCENT_METRICS, Profile
+from gpuq.slots.service import SlotService
+from gpuq.store.db import Database
 from gpuq.store.models import SCORE, ScoreHistory, ScoringProfile, Submission
+from gpuq.submissions import profiles
+from gpuq.submissions.profiles import ProfileCache, active
 
 TABLE = Submission.__table__
 PROFILES = ScoringProfile.__table__
@@ -83,7 +91,7 @@ def change_profile(
     """
     allow_long_statements(connection, timeout_seconds)
     moderation.lock_admin_changes(connection)
-    found = profiles.active(connection)
+    found = active(connection)
     assert found is not None, "a database with submissions has an active profile"
     previous_version = found[1]
     # A dry run records the version too (inactive): everything is rolled back anyway.
@@ -194,11 +202,11 @@ def _leaders_compared(connection: Connection, version: int, top: int) -> list[di
         .join(before, and_(before.c.submission_id == TABLE.c.id, before.c.replaced_by == version))
         .outerjoin(PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id)
         .where(TABLE.c.leads)
-        .order_by(TABLE.c.score.desc(), TABLE.c.id)
+        .order_by(*rule.order(TABLE.c.score, TABLE.c.id))
         .limit(top)
     ).all()
     # Their ranks before, in one pass over the entries that led then.
-    place = func.rank().over(order_by=(before.c.score.desc(), before.c.submission_id)).label("place")
+    place = func.rank().over(order_by=rule.order(before.c.score, before.c.submission_id)).label("place")
     ranked = (
         select(before.c.submission_id, place)
         .where(before.c.replaced_by == version, before.c.leads)
@@ -221,3 +229,86 @@ def _leaders_compared(connection: Connection, version: int, top: int) -> list[di
         }
         for rank, (submission_id, score, name, old_score, _old_leads) in enumerate(rows, start=1)
     ]
+
+
+class ScoringService:
+    """Reading and changing the scoring profile (GET and PUT /admin/scoring)."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        profiles: ProfileCache,
+        board: Leaderboard,
+        slots: SlotService,
+        admin_timeout: float,
+        clock: Clock,
+    ):
+        self._database = database
+        self._profiles = profiles
+        self._board = board
+        self._slots = slots
+        self._admin_timeout = admin_timeout
+        self._clock = clock
+
+    def current(self) -> tuple[Profile, int, dt.datetime]:
+        """The active profile, its version and when it became active."""
+        self._profiles.get()  # a new database gets its first version here
+        with self._database.autocommit() as connection:
+            row = connection.execute(
+                select(PROFILES.c.version, PROFILES.c.parameters, PROFILES.c.created_at).where(
+                    PROFILES.c.active
+                )
+            ).one()
+        return profiles.parse(row.parameters), row.version, row.created_at
+
+    def change(self, new: Profile, *, dry_run: bool, actor: str, reason: str | None) -> Report:
+        """Make `new` the active profile and rescore everything, audited; or with `dry_run`
+        report exactly what that would do and change nothing. A profile equal to the active
+        one changes nothing (`Report.changed` False). Afterwards the index is rebuilt and the
+        slot pool settled."""
+        self._profiles.get()  # a new database gets its first version here
+        self._slots.ensure_seeded()
+        moment = self._clock()
+        with self._database.connect() as connection:
+            current = active(connection)
+            if current is not None and current[0] == new:
+                return Report(dry_run, False, current[1], None if dry_run else current[1], None, None)
+            line_before = self._slots.line(connection)
+            outcome = change_profile(connection, new, moment, dry_run, self._admin_timeout)
+            report = Report(
+                dry_run,
+                True,
+                outcome.previous_version,
+                outcome.version,
+                outcome,
+                (line_before, self._slots.line(connection)),
+            )
+            if dry_run:
+                connection.rollback()
+                return report
+            before = {"version": outcome.previous_version, **(current[0].as_dict() if current else {})}
+            after = {"version": outcome.version, **new.as_dict()}
+            summary = {"rescored": outcome.rescored, "scores_changed": outcome.scores_changed}
+            audit.record(
+                connection, actor, "scoring.change", "scoring", before, {**after, **summary}, reason, moment
+            )
+            connection.commit()
+        self._profiles.forget()
+        self._board.refresh()
+        self._slots.settle()
+        return report
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What a profile change did (or, for a dry run, would do)."""
+
+    dry_run: bool
+    changed: bool
+    previous_version: int
+    version: int | None
+    outcome: Outcome | None
+    """None when nothing changed."""
+    slot_line: tuple[list[str], list[str]] | None
+    """Who was next in line for a slot before and after, by name; None when nothing changed."""

@@ -1,7 +1,7 @@
 """What the live stream says: the snapshot, and the events an accepted submission causes.
 
 Pure assembly on top of the leaderboard and the event bus; the HTTP framing
-(Server-Sent Events) is in api/stream.py.
+(Server-Sent Events) is in gpuq/api/stream.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from gpuq.clock import iso_z
-from gpuq.events import LocalBus
 from gpuq.leaderboard import Entry, Leaderboard
+from gpuq.live.bus import EventBus
 from gpuq.serialize import entry, number
 from gpuq.store.models import Submission
 
@@ -104,7 +104,7 @@ def snapshot(
 
 
 def announce(
-    bus: LocalBus, board: Leaderboard, item: Entry, rank: int | None, size: int, leads: bool = True
+    bus: EventBus, board: Leaderboard, item: Entry, rank: int | None, size: int, leads: bool = True
 ) -> None:
     """Publish what an accepted submission changed; never raises (the submission is stored).
 

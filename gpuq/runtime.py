@@ -1,0 +1,96 @@
+"""Everything one app runs on, built once from the settings: stores, services, their state.
+
+`build(settings, clock)` creates the engine, the Redis client, the leaderboard,
+the limits, the event bus and the services, each given its dependencies
+explicitly; nothing connects until first used. The app factory keeps the result
+under one `app.extensions` key; handlers reach it through
+`gpuq.api.context.runtime()`, the CLI and tests call `build` themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import redis
+
+from gpuq.clock import Clock, utcnow
+from gpuq.config import Settings
+from gpuq.leaderboard import Leaderboard
+from gpuq.leaderboard.index import make_leaderboard
+from gpuq.live.board import Summaries
+from gpuq.live.bus import EventBus, make_bus
+from gpuq.live.caps import StreamCaps
+from gpuq.moderation import ModerationService
+from gpuq.participants import Registry
+from gpuq.ratelimit import RateLimits
+from gpuq.slots.service import SlotService
+from gpuq.store import db
+from gpuq.store import redis as redis_store
+from gpuq.store.db import Database
+from gpuq.submissions.profiles import ProfileCache
+from gpuq.submissions.rescoring import ScoringService
+from gpuq.submissions.service import SubmissionService
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    clock: Clock
+    database: Database
+    redis: redis.Redis | None
+    board: Leaderboard
+    profiles: ProfileCache
+    limits: RateLimits
+    bus: EventBus
+    stream_caps: StreamCaps
+    summaries: Summaries
+    slots: SlotService
+    submissions: SubmissionService
+    scoring: ScoringService
+    moderation: ModerationService
+    participants: Registry
+
+
+def build(settings: Settings, clock: Clock = utcnow) -> Runtime:
+    """Everything for `settings`; `clock` is "now" for every service (tests pass their own;
+    with the default, slot leases follow the database's clock)."""
+    database = Database(db.make_engine(settings))
+    client = redis_store.make_client(settings) if settings.redis_url else None
+    board = make_leaderboard(settings, client, database.autocommit)
+    profiles = ProfileCache.seeded_by(database, settings, clock)
+    limits = RateLimits(settings, client.connection_pool if client else None)
+    bus = make_bus(settings, client)
+    slots = SlotService(database, bus.publish, settings, None if clock is utcnow else clock)
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        database=database,
+        redis=client,
+        board=board,
+        profiles=profiles,
+        limits=limits,
+        bus=bus,
+        stream_caps=StreamCaps(settings, client),
+        summaries=Summaries(),
+        slots=slots,
+        submissions=SubmissionService(
+            database=database,
+            profiles=profiles,
+            board=board,
+            limits=limits,
+            bus=bus,
+            slots=slots,
+            settings=settings,
+            clock=clock,
+        ),
+        scoring=ScoringService(
+            database=database,
+            profiles=profiles,
+            board=board,
+            slots=slots,
+            admin_timeout=settings.admin_timeout,
+            clock=clock,
+        ),
+        moderation=ModerationService(database=database, board=board, slots=slots, clock=clock),
+        participants=Registry(database, clock),
+    )

@@ -1,0 +1,258 @@
+"""Submitting: the use case behind POST /submit_qualification, callable without HTTP.
+
+`SubmissionService.submit` takes validated metrics and who sent them, and
+does everything in order: the submitter check, the Idempotency-Key claim, the
+submission quotas, scoring with the active profile (read again when an admin
+changed it meanwhile), the INSERT (committed before anything is answered),
+the leaderboard index, the live events, and slot settling. A failure after the
+commit (index, events, slots) is logged and repaired later; it never turns a
+stored submission into an error.
+
+The answer is rendered here, once: a replay of an idempotent request returns
+the first answer's bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from contextlib import suppress
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection
+
+from gpuq.clock import Clock, iso_z
+from gpuq.config import Settings
+from gpuq.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from gpuq.leaderboard import Leaderboard
+from gpuq.live.board import announce
+from gpuq.live.bus import EventBus
+from gpuq.participants import Member
+from gpuq.ratelimit import RateLimits, Usage
+from gpuq.scoring import Profile
+from gpuq.serialize import breakdown, number
+from gpuq.slots.service import SlotService
+from gpuq.store.db import Database
+from gpuq.store.models import MAX_SUBMISSION_ID
+from gpuq.submissions import idempotency, store
+from gpuq.submissions.profiles import ProfileCache
+from gpuq.submissions.store import StoredSubmission
+
+log = logging.getLogger(__name__)
+
+PROFILE_ATTEMPTS = 3
+"""How often a submission is scored again when the profile changes under it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Receipt:
+    """An accepted submission and the answer that tells the client so."""
+
+    submission_id: int
+    body: str
+    """The 201 answer, JSON text: success, score, submission_id, rank, participant, breakdown."""
+    replayed: bool = False
+    usage: Usage | None = None
+    """The tighter submission quota after this one (for the rate-limit headers)."""
+
+
+def receipt_json(submission: StoredSubmission, profile: Profile | None, rank: int | None) -> dict[str, Any]:
+    """The specification's answer to a submission, with its id, participant and breakdown."""
+    return {
+        "success": True,
+        "score": number(submission.score),
+        "submission_id": submission.id,
+        "rank": rank,
+        "participant": submission.participant,
+        "breakdown": breakdown(submission, profile),
+    }
+
+
+def _render(value: dict[str, Any]) -> str:
+    # As Flask's JSON responses are written: compact, ASCII, a newline at the end.
+    return json.dumps(value, separators=(",", ":")) + "\n"
+
+
+def scope_of(address: str, member: Member | None) -> str:
+    """Whose Idempotency-Keys these are: the participant's, or the address's when anonymous."""
+    return address if member is None else f"participant:{member.id}"
+
+
+class SubmissionService:
+    """Submissions of one app; every dependency is given, none is looked up."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        profiles: ProfileCache,
+        board: Leaderboard,
+        limits: RateLimits,
+        bus: EventBus,
+        slots: SlotService,
+        settings: Settings,
+        clock: Clock,
+    ):
+        self._database = database
+        self._profiles = profiles
+        self._board = board
+        self._limits = limits
+        self._bus = bus
+        self._slots = slots
+        self._board_size = settings.board_size
+        self._allow_anonymous = settings.allow_anonymous
+        self._abandoned_after = dt.timedelta(seconds=settings.idempotency_abandon_seconds)
+        self._clock = clock
+        self._purge_due: dt.datetime | None = None
+
+    def check_submitter(self, member: Member | None) -> None:
+        """Raise Unauthorized when anonymous submissions are off, Forbidden for a disqualified
+        participant."""
+        if member is None and not self._allow_anonymous:
+            raise Unauthorized("anonymous submissions are switched off: send 'Authorization: Bearer <key>'")
+        if member is not None and member.disqualified:
+            raise Forbidden(f"participant {member.name!r} is disqualified and cannot submit")
+
+    def find_replay(self, scope: str, key: str, digest: str) -> Receipt | None:
+        """The first answer to a finished request with this key and body, or None; raises
+        idempotency.Mismatch or InFlight (see gpuq.submissions.idempotency)."""
+        with self._database.autocommit() as connection:
+            replay = idempotency.find_replay(connection, scope, key, digest, self._clock())
+        return None if replay is None else self._replayed(replay)
+
+    def submit(
+        self,
+        metrics: Mapping[str, Decimal],
+        address: str,
+        member: Member | None,
+        idempotency_key: tuple[str, str] | None = None,
+    ) -> Receipt:
+        """Accept validated `metrics` from `address` (and `member`, None when anonymous).
+
+        `idempotency_key` is (key, body fingerprint) when the client sent one. Raises
+        Unauthorized or Forbidden (`check_submitter`), RateLimited, Unavailable (the profile
+        kept changing), idempotency.Mismatch or InFlight, or a database error; in every
+        such case nothing is stored and no claim is left behind.
+        """
+        self.check_submitter(member)
+        if idempotency_key is not None:
+            return self._submit_once(metrics, address, member, *idempotency_key)
+        usage = self._limits.take_submitter(address, None if member is None else member.id)
+        if member is None:
+            # Autocommit: the single INSERT is its own transaction, durable before the 201.
+            with self._database.autocommit() as connection:
+                submission, profile = self._record(connection, metrics, address, member)
+        else:
+            with self._database.connect() as connection:
+                submission, profile = self._record(connection, metrics, address, member)
+                connection.commit()
+        return self._accepted(submission, profile, usage)
+
+    def _record(
+        self, connection: Connection, metrics: Mapping[str, Decimal], address: str, member: Member | None
+    ) -> tuple[StoredSubmission, Profile]:
+        """Score and insert with the active profile, reading it again if an admin just changed it."""
+        who = None if member is None else (member.id, member.name)
+        for _attempt in range(PROFILE_ATTEMPTS):
+            profile, version = self._profiles.get()
+            try:
+                return store.record(
+                    connection, metrics, profile, version, address, self._clock(), who
+                ), profile
+            except store.ProfileChanged:
+                self._profiles.forget()
+        raise Unavailable("the scoring profile is being changed; retry", retry_after=1)
+
+    def _submit_once(
+        self, metrics: Mapping[str, Decimal], address: str, member: Member | None, key: str, digest: str
+    ) -> Receipt:
+        scope = scope_of(address, member)
+        moment = self._clock()
+        with self._database.autocommit() as connection:
+            self._purge_expired_keys_hourly(connection, moment)
+            replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
+        if replay is not None:  # finished between find_replay and here
+            return self._replayed(replay)
+        try:
+            usage = self._limits.take_submitter(address, None if member is None else member.id)
+            with self._database.connect() as connection:
+                submission, profile = self._record(connection, metrics, address, member)
+                idempotency.complete(connection, scope, key, submission.id)
+                connection.commit()
+        except BaseException:
+            with suppress(Exception), self._database.autocommit() as connection:
+                idempotency.release(connection, scope, key)
+            raise
+        receipt = self._accepted(submission, profile, usage)
+        try:
+            with self._database.autocommit() as connection:
+                idempotency.attach_response(connection, scope, key, receipt.body)
+        except Exception:  # a replay then rebuilds the body from the stored submission
+            log.exception("could not keep the response of an idempotent submission")
+        return receipt
+
+    def _purge_expired_keys_hourly(self, connection: Connection, moment: dt.datetime) -> None:
+        """Expired keys are ignored by `claim`; this keeps the table from growing (once an hour
+        per service)."""
+        if self._purge_due is None or moment >= self._purge_due:
+            self._purge_due = moment + dt.timedelta(hours=1)
+            idempotency.purge_expired(connection, moment)
+
+    def _replayed(self, replay: idempotency.Replay) -> Receipt:
+        if replay.response_body is not None:
+            return Receipt(replay.submission_id, replay.response_body, replayed=True)
+        with self._database.autocommit() as connection:
+            submission = store.get(connection, replay.submission_id)
+        rank = self._rank_or_none(submission)
+        body = _render(receipt_json(submission, self._explaining(submission), rank))
+        return Receipt(submission.id, body, replayed=True)
+
+    def _explaining(self, submission: StoredSubmission) -> Profile | None:
+        """The profile that explains the submission's points: the active one when it scored
+        it, else None (a retired profile's weights are not shown)."""
+        profile, version = self._profiles.get()
+        return profile if submission.profile_version == version else None
+
+    def _accepted(self, submission: StoredSubmission, profile: Profile, usage: Usage | None) -> Receipt:
+        """Index, announce and settle after the commit; none of it may fail the submission."""
+        item = submission.entry
+        rank = None
+        if submission.ranked:
+            rank = self._board.add(item) or self._rank_or_none(submission)
+        announce(self._bus, self._board, item, rank, self._board_size, submission.leads)
+        if submission.participant is not None and submission.leads:
+            self._slots.settle(expire=False)  # a new best may make them eligible for a free slot
+        return Receipt(submission.id, _render(receipt_json(submission, profile, rank)), usage=usage)
+
+    def _rank_or_none(self, submission: StoredSubmission) -> int | None:
+        if not submission.ranked:
+            return None
+        # The submission is committed: a failing rank look-up must not turn the 201 into an error.
+        try:
+            return self._board.rank(submission.entry)
+        except Exception:
+            log.exception("rank look-up failed after commit")
+            return None
+
+    def detail(self, submission_id: int) -> dict[str, Any]:
+        """A stored submission as GET /submissions/<id> shows it; raises NotFound."""
+        if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
+            raise NotFound(f"no submission with id {submission_id}")
+        with self._database.autocommit() as connection:
+            submission = store.get(connection, submission_id)
+            earlier = store.earlier_scores(connection, submission_id)
+        return {
+            "submission_id": submission.id,
+            "score": number(submission.score),
+            "rank": self._board.rank(submission.entry) if submission.ranked else None,
+            "participant": submission.participant,
+            "status": submission.status,
+            "profile_version": submission.profile_version,
+            "submitted_at": iso_z(submission.created_at),
+            "breakdown": breakdown(submission, self._explaining(submission)),
+            "earlier_scores": [{"profile_version": v, "score": number(score)} for v, score in earlier],
+        }
