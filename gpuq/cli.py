@@ -1,4 +1,5 @@
-"""Admin commands: `gpuq db upgrade|downgrade REV|current`, `gpuq index rebuild`,
+"""Admin commands: `gpuq serve [--host H] [--port P] [--workers N]`,
+`gpuq db upgrade|downgrade REV|current`, `gpuq index rebuild`,
 `gpuq participants create NAME [--admin]`, `gpuq participants rotate-key NAME`.
 
 Also reachable as `python -m gpuq ...`. Reads `.env` and the environment like the server.
@@ -27,6 +28,17 @@ def _settings() -> Settings:
 @click.group()
 def main() -> None:
     """gpuq administration."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def serve(context: click.Context) -> None:
+    """Serve the API like `python app.py` (options: gpuq serve --help)."""
+    import os
+    import sys
+
+    # gpuq.__main__ serves before importing anything; reached here, start it that way.
+    os.execv(sys.executable, [sys.executable, "-m", "gpuq", "serve", *context.args])
 
 
 @main.group()

@@ -18,7 +18,9 @@ from limits import parse_many
 
 SLOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 """What a slot's name may be."""
-INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+INSTANCE_DIR = Path("instance")
+"""Where the embedded default keeps its SQLite file: `instance/` under the directory the
+service is started from (a checkout or anywhere an installed package runs)."""
 
 
 class ConfigError(ValueError):
@@ -161,7 +163,7 @@ class Settings:
         """The database URL SQLAlchemy should use (SQLite file when none is set)."""
         if self.database_url:
             return normalise_database_url(self.database_url)
-        return f"sqlite:///{INSTANCE_DIR / 'gpuq.sqlite3'}"
+        return f"sqlite:///{(INSTANCE_DIR / 'gpuq.sqlite3').resolve()}"
 
     @property
     def embedded(self) -> bool:

@@ -55,8 +55,10 @@ class GpuqServer(BaseApplication):
         return app
 
 
-def parse_args(argv: list[str] | None, environ: dict[str, str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python app.py", description="Serve the gpuq API.")
+def parse_args(
+    argv: list[str] | None, environ: dict[str, str], prog: str = "python app.py"
+) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve the gpuq API.")
     parser.add_argument(
         "--host", default=environ.get("HOST", "127.0.0.1"), help="address to bind (HOST; default 127.0.0.1)"
     )
@@ -149,10 +151,12 @@ def check_redis(settings: Settings) -> None:
         client.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
+    """Serve until stopped; returns the exit status. The caller has patched the standard
+    library for gevent (app.py, `gpuq serve`)."""
     load_dotenv(".env")  # real environment variables win over .env
     environ = dict(os.environ)
-    args = parse_args(argv, environ)
+    args = parse_args(argv, environ, prog)
     try:
         settings = Settings.from_env(environ)
     except ConfigError as exc:

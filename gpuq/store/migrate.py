@@ -19,7 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+"""Alembic's scripts, shipped inside the package (package data)."""
 # An arbitrary constant naming gpuq's migration lock among PostgreSQL advisory locks.
 ADVISORY_LOCK_KEY = 0x67707571
 
