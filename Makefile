@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-stream clean
+.PHONY: help run test lint bench bench-stream clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 $(STAMP): requirements.txt requirements-runtime.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,21 +16,23 @@ $(STAMP): requirements.txt requirements-runtime.txt requirements-dev.txt pyproje
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP)  ## serve the embedded default at http://localhost:5000
 	$(PY) app.py
 
-test: $(STAMP)
+test: $(STAMP)  ## run every test (PostgreSQL, Redis and Chromium as .ci/run provides them)
 	$(PY) -m pytest tests/
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff and mypy --strict; fails on any finding
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check gpuq tests bench
+	$(VENV)/bin/mypy --strict gpuq
 
-bench: $(STAMP)
+bench: $(STAMP)  ## load benchmark against a bare Flask endpoint (bench/README.md)
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) bench/run.py
 
-bench-stream: $(STAMP)
+bench-stream: $(STAMP)  ## live-stream benchmark
 	$(PY) bench/stream.py
 
-clean:
+clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) instance .pytest_cache .hypothesis

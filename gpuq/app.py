@@ -48,9 +48,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
         template_folder=str(web.TEMPLATES_DIR),
     )
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider: keep the documented field order
+    # Keep the documented field order (an attribute of Flask's DefaultJSONProvider, not its base).
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.session_interface = NoSessions()
     if settings.trusted_proxies:
+        # Wrapping wsgi_app is Flask's documented way to add middleware; mypy sees a method.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     runtime = build(settings, clock)
     app.extensions[context.EXTENSION] = runtime

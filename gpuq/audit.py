@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 
 from gpuq.clock import iso_z
-from gpuq.store.models import AuditEvent
+from gpuq.store import tables
 
-TABLE = AuditEvent.__table__
+TABLE = tables.AUDIT_EVENTS
 CLI_ACTOR = "cli"
 
 

@@ -184,6 +184,7 @@ class Settings:
                 kwargs[field.name] = _convert(field.type, raw)
             except (ValueError, ArithmeticError) as exc:
                 raise ConfigError(f"{var}={raw!r}: {exc}") from exc
+        # Each value was converted to its field's type by _convert, which mypy cannot follow.
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -235,13 +236,13 @@ def _convert(type_name: object, raw: str) -> object:
     if type_name == "int":
         return int(raw)
     if type_name == "float":
-        value = float(raw)
-        if not value >= 0 or value == float("inf"):
+        seconds = float(raw)
+        if not seconds >= 0 or seconds == float("inf"):
             raise ValueError("expected a finite number of seconds, 0 or more")
-        return value
+        return seconds
     if type_name == "Decimal":
-        value = Decimal(raw)
-        if not value.is_finite():
+        number = Decimal(raw)
+        if not number.is_finite():
             raise ValueError("expected a finite number")
-        return value
+        return number
     return raw

@@ -19,11 +19,11 @@ from sqlalchemy import Connection, select
 from gpuq.clock import iso_z
 from gpuq.leaderboard import rule
 from gpuq.scoring import METRICS
-from gpuq.store.models import Participant, Submission
+from gpuq.store import tables
 from gpuq.submissions.store import STATUS_ACTIVE, STATUS_DISQUALIFIED
 
-TABLE = Submission.__table__
-PARTICIPANTS = Participant.__table__
+TABLE = tables.SUBMISSIONS
+PARTICIPANTS = tables.PARTICIPANTS
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 BATCH = 1000
 

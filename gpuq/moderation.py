@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, select, update
 
 from gpuq import audit, participants
 from gpuq.clock import Clock, iso_z
@@ -31,12 +31,13 @@ from gpuq.participants import Member
 from gpuq.slots import rules as slot_rules
 from gpuq.slots.rules import Change
 from gpuq.slots.service import SlotService
+from gpuq.store import tables
 from gpuq.store.db import Database
-from gpuq.store.models import MAX_SUBMISSION_ID, Participant, ScoringProfile, Submission
+from gpuq.store.models import MAX_SUBMISSION_ID
 
-TABLE = Submission.__table__
-PARTICIPANTS = Participant.__table__
-PROFILES = ScoringProfile.__table__
+TABLE = tables.SUBMISSIONS
+PARTICIPANTS = tables.PARTICIPANTS
+PROFILES = tables.SCORING_PROFILES
 
 
 def lock_admin_changes(connection: Connection) -> None:
@@ -63,7 +64,7 @@ def place_leaders(connection: Connection, participant_id: int | None = None) -> 
     Set-based and touching only rows that change: each participant's best ranked
     submission is found with one window function (PostgreSQL and SQLite alike).
     """
-    mine = TABLE.c.participant_id.is_not(None)
+    mine: ColumnElement[bool] = TABLE.c.participant_id.is_not(None)
     if participant_id is not None:
         mine = TABLE.c.participant_id == participant_id
     # Unranked rows never lead.

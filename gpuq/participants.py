@@ -35,8 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from gpuq import audit
 from gpuq.clock import Clock
 from gpuq.errors import Conflict, FieldError, InvalidInput, NotFound
+from gpuq.store import tables
 from gpuq.store.db import Database
-from gpuq.store.models import ApiKey, Participant
 
 KEY_PREFIX = "gpuq_"
 KEY_ID_LENGTH = 12
@@ -44,8 +44,8 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{3,32}")
 _KEY = re.compile(r"gpuq_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
-PARTICIPANTS = Participant.__table__
-KEYS = ApiKey.__table__
+PARTICIPANTS = tables.PARTICIPANTS
+KEYS = tables.API_KEYS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,13 +12,16 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
 from gpuq.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("gpuq.server")
 
@@ -47,7 +50,7 @@ class GpuqServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):  # runs in each worker after the fork
+    def load(self) -> Flask:  # runs in each worker after the fork
         from gpuq.app import create_app, runtime_of
 
         app = create_app(self.settings)

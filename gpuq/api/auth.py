@@ -20,17 +20,15 @@ from gpuq.errors import Forbidden, Unauthorized
 from gpuq.participants import Member
 from gpuq.store.db import get_db
 
-_UNSET = object()
 ADMIN_PREFIX = "/admin"
 
 
 def caller() -> Member | None:
     """The authenticated participant, or None without an Authorization header; raises Unauthorized."""
-    found = g.get("gpuq_caller", _UNSET)
-    if found is _UNSET:
-        found = _authenticate(request.headers.get("Authorization"))
-        g.gpuq_caller = found
-    return found  # type: ignore[return-value]
+    if "gpuq_caller" not in g:
+        g.gpuq_caller = _authenticate(request.headers.get("Authorization"))
+    found: Member | None = g.gpuq_caller
+    return found
 
 
 def _authenticate(header: str | None) -> Member | None:

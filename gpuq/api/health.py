@@ -36,7 +36,7 @@ _checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpuq-health")
 def _run_checks(checks: dict[str, Any]) -> dict[str, dict[str, Any]]:
     started = time.perf_counter()
     futures = {name: _checks.submit(check) for name, check in checks.items()}
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, future in futures.items():
         remaining = max(0.0, CHECK_SECONDS - (time.perf_counter() - started))
         try:

@@ -24,7 +24,8 @@ def client_address() -> str:
 
 def exempt(view: View) -> View:
     """Mark a view as outside every limit."""
-    view._gpuq_exempt = True  # type: ignore[attr-defined]  # a marker attribute on the function
+    # A marker attribute on the function, read when the exempt endpoints are collected.
+    view._gpuq_exempt = True  # type: ignore[attr-defined]
     return view
 
 

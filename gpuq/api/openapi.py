@@ -75,7 +75,7 @@ _VIEW = {
 }
 _UNAUTHORIZED = _problem("No API key, or one that is unknown, revoked or malformed.")
 _FORBIDDEN = _problem("The key is valid but not an admin's.")
-_BEARER = [{"bearer": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/", "get"): {

@@ -10,7 +10,7 @@ scored value.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
@@ -58,13 +58,19 @@ def json_number(
     return Annotated[Decimal, Field(ge=low, le=high, allow_inf_nan=False), *extra, WithJsonSchema(schema)]
 
 
-Percent = json_number(0, 100, "A percentage, 0 to 100.", places=True)
-Seconds = json_number(
-    METRIC_QUANTUM,
-    MAX_COMPLETION_SECONDS,
-    "Seconds the benchmark took, at least 0.0001 and at most 86400.",
-    places=True,
-)
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    Percent = Decimal
+else:
+    Percent = json_number(0, 100, "A percentage, 0 to 100.", places=True)
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    Seconds = Decimal
+else:
+    Seconds = json_number(
+        METRIC_QUANTUM,
+        MAX_COMPLETION_SECONDS,
+        "Seconds the benchmark took, at least 0.0001 and at most 86400.",
+        places=True,
+    )
 
 
 class SubmissionIn(BaseModel):
@@ -227,8 +233,14 @@ class KeyRevoked(BaseModel):
 # Admin.
 
 
-Weight = json_number(0, 1, "A fraction, 0 to 1.")
-TimeBound = json_number(0, MAX_COMPLETION_SECONDS)
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    Weight = Decimal
+else:
+    Weight = json_number(0, 1, "A fraction, 0 to 1.")
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    TimeBound = Decimal
+else:
+    TimeBound = json_number(0, MAX_COMPLETION_SECONDS)
 
 
 class WeightsIn(BaseModel):
@@ -266,19 +278,34 @@ class SlotIn(BaseModel):
     ]
 
 
+if TYPE_CHECKING:  # an int to the type checker; bounds and schema for pydantic
+    PoolSize = int
+else:
+    PoolSize = json_number(
+        0, 64, "Slots gpu-0 .. gpu-(size-1); others are removed, or drained while leased.", whole=True
+    )
+
+
 class PoolSizeIn(BaseModel):
     """The body of PUT /admin/slots/size."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    size: json_number(  # type: ignore[valid-type]
-        0, 64, "Slots gpu-0 .. gpu-(size-1); others are removed, or drained while leased.", whole=True
-    )
+    size: PoolSize
 
 
-Hours = json_number(0, 8760)
-Minutes = json_number(0, 10080)
-Score = json_number(0, 100)
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    Hours = Decimal
+else:
+    Hours = json_number(0, 8760)
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    Minutes = Decimal
+else:
+    Minutes = json_number(0, 10080)
+if TYPE_CHECKING:  # a Decimal to the type checker; bounds and schema for pydantic
+    Score = Decimal
+else:
+    Score = json_number(0, 100)
 
 
 class SlotPolicyIn(BaseModel):
@@ -477,7 +504,10 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = None
 
 
-def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validate(model: type[Model], data: dict[str, Any]) -> Model:
     """Validate `data` against `model`; raises InvalidInput (422) naming every bad field."""
     try:
         return model.model_validate(data)

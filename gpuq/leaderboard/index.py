@@ -20,15 +20,15 @@ import time
 import uuid
 from collections.abc import Callable
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 import redis
 from sqlalchemy import Connection
 
 from gpuq.config import Settings
-from gpuq.leaderboard.board import DEFAULT_VIEW, Entry, Leaderboard, Page
+from gpuq.leaderboard.board import Entry, Leaderboard, Page
 from gpuq.leaderboard.query import DatabaseLeaderboard
-from gpuq.leaderboard.rule import composite_key, from_composite
+from gpuq.leaderboard.rule import DEFAULT_VIEW, composite_key, from_composite
 
 log = logging.getLogger(__name__)
 
@@ -173,16 +173,18 @@ class RedisLeaderboard:
         if self.stale:
             return None
         try:
-            return self._redis.get(self.version_key)
+            # cast: redis-py gives its sync and async clients one return type (Awaitable | Any).
+            version = cast("bytes | None", self._redis.get(self.version_key))
         except redis.RedisError as exc:
             self._mark_stale(exc)
             return None
+        return version
 
     def rank(self, entry: Entry, view: str = "all") -> int:
         self._verify_if_due()
         if not self.stale:
             try:
-                rank = self._redis.zrevrank(self.keys[view], _member(entry))
+                rank = cast("int | None", self._redis.zrevrank(self.keys[view], _member(entry)))
             except redis.RedisError as exc:
                 self._mark_stale(exc)
             else:
@@ -288,7 +290,7 @@ class RedisLeaderboard:
             return None
         suffix = f":rebuild:{uuid.uuid4().hex}"
         finals = (self.keys["all"], self.keys["best"], self.holders_key)
-        temps = tuple(k + suffix for k in finals)
+        temps = (finals[0] + suffix, finals[1] + suffix, finals[2] + suffix)
         count, last_id, written = 0, 0, set()
         try:
             for batch in self._db.all_entries():

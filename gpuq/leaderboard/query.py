@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Connection, func, or_, select
 
 from gpuq.leaderboard import rule
-from gpuq.leaderboard.board import DEFAULT_VIEW, Entry, Page
-from gpuq.store.models import Participant, Submission
+from gpuq.leaderboard.board import Entry, Page
+from gpuq.leaderboard.rule import DEFAULT_VIEW
+from gpuq.store import tables
 
-TABLE = Submission.__table__
-PARTICIPANTS = Participant.__table__
+TABLE = tables.SUBMISSIONS
+PARTICIPANTS = tables.PARTICIPANTS
 _FLAG = {"all": TABLE.c.ranked, "best": TABLE.c.leads}
 _ENTRIES = select(TABLE.c.id, TABLE.c.score, TABLE.c.created_at, PARTICIPANTS.c.name).outerjoin(
     PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id

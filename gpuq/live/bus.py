@@ -166,7 +166,7 @@ class RedisBus(LocalBus):
     def _listen(self) -> None:
         failures = 0
         while True:
-            pubsub = self._listener_client.pubsub(ignore_subscribe_messages=False)
+            pubsub = self._listener_client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]  # redis-py leaves pubsub() unannotated
             try:
                 pubsub.subscribe(self.channel)
                 while True:

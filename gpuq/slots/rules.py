@@ -47,13 +47,13 @@ from sqlalchemy.exc import IntegrityError
 from gpuq.config import SLOT_NAME, Settings
 from gpuq.errors import Conflict, FieldError, InvalidInput, NotFound
 from gpuq.leaderboard import rule
-from gpuq.store.models import Lease, Participant, Slot, SlotPolicy, Submission
+from gpuq.store import tables
 
-SLOTS = Slot.__table__
-LEASES = Lease.__table__
-POLICY = SlotPolicy.__table__
-SUBMISSIONS = Submission.__table__
-PARTICIPANTS = Participant.__table__
+SLOTS = tables.SLOTS
+LEASES = tables.LEASES
+POLICY = tables.SLOT_POLICY
+SUBMISSIONS = tables.SUBMISSIONS
+PARTICIPANTS = tables.PARTICIPANTS
 Clock = Callable[[], dt.datetime]
 MAX_ROUNDS = 50
 """An allocation hands out at most this many leases per call (the pool is small)."""
@@ -113,7 +113,8 @@ def database_now(connection: Connection) -> dt.datetime:
     """The database's clock (PostgreSQL: clock_timestamp(), the real time even inside a
     long transaction); SQLite runs in this process, so its clock is ours."""
     if connection.dialect.name == "postgresql":
-        return connection.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(dt.UTC)
+        moment: dt.datetime = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return moment.astimezone(dt.UTC)
     return dt.datetime.now(dt.UTC)
 
 

@@ -30,11 +30,11 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpuq.errors import FieldError, GpuqError, InvalidInput
-from gpuq.store.models import IdempotencyKey
+from gpuq.store import tables
 
 KEY_TTL = dt.timedelta(hours=24)
 MAX_KEY_LENGTH = 255
-TABLE = IdempotencyKey.__table__
+TABLE = tables.IDEMPOTENCY_KEYS
 
 
 class InFlight(GpuqError):

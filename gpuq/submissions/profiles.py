@@ -24,11 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from gpuq.clock import Clock
 from gpuq.config import Settings
 from gpuq.scoring import METRICS, Profile
+from gpuq.store import tables
 from gpuq.store.db import Database
-from gpuq.store.models import ScoringProfile
 
 log = logging.getLogger(__name__)
-TABLE = ScoringProfile.__table__
+TABLE = tables.SCORING_PROFILES
 _ACTIVE = select(TABLE.c.version, TABLE.c.parameters).where(TABLE.c.active)
 
 

@@ -51,16 +51,17 @@ from gpuq.leaderboard import Leaderboard, rule
 from gpuq.participants import PARTICIPANTS
 from gpuq.scoring import METRICS, PERCENT_METRICS, Profile
 from gpuq.slots.service import SlotService
+from gpuq.store import tables
 from gpuq.store.db import Database
-from gpuq.store.models import SCORE, ScoreHistory, ScoringProfile, Submission
+from gpuq.store.models import SCORE
 from gpuq.submissions import profiles
 from gpuq.submissions.profiles import ProfileCache, active
 
-TABLE = Submission.__table__
-PROFILES = ScoringProfile.__table__
+TABLE = tables.SUBMISSIONS
+PROFILES = tables.SCORING_PROFILES
 BATCH = 5000
 
-HISTORY = ScoreHistory.__table__
+HISTORY = tables.SCORE_HISTORY
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, false, func, insert, select, true, update
 
@@ -24,11 +25,11 @@ from gpuq.clock import to_millis
 from gpuq.errors import GpuqError, NotFound
 from gpuq.leaderboard import Entry, rule
 from gpuq.scoring import METRICS, Profile, score
-from gpuq.store.models import Participant, ScoreHistory, ScoringProfile, Submission
+from gpuq.store import tables
 
-TABLE = Submission.__table__
-PARTICIPANTS = Participant.__table__
-PROFILES = ScoringProfile.__table__
+TABLE = tables.SUBMISSIONS
+PARTICIPANTS = tables.PARTICIPANTS
+PROFILES = tables.SCORING_PROFILES
 
 _DERIVED = ("id", "profile_version", "ranked", "disqualified_at", "disqualify_reason")
 _GIVEN = [c for c in TABLE.c if c.name not in _DERIVED]
@@ -78,19 +79,19 @@ class StoredSubmission:
         return Entry(self.id, self.score, self.created_at, self.participant)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> StoredSubmission:
+    def from_row(cls, row: Mapping[Any, Any]) -> StoredSubmission:
         return cls(
-            id=row["id"],  # type: ignore[arg-type]
-            metrics={name: row[name] for name in METRICS},  # type: ignore[misc]
-            points={name: row[f"points_{name}"] for name in METRICS},  # type: ignore[misc]
-            score=row["score"],  # type: ignore[arg-type]
-            profile_version=row["profile_version"],  # type: ignore[arg-type]
-            created_at=row["created_at"],  # type: ignore[arg-type]
-            participant=row.get("participant"),  # type: ignore[arg-type]
-            ranked=row.get("ranked", True),  # type: ignore[arg-type]
-            leads=row.get("leads", True),  # type: ignore[arg-type]
-            disqualified_at=row.get("disqualified_at"),  # type: ignore[arg-type]
-            disqualify_reason=row.get("disqualify_reason"),  # type: ignore[arg-type]
+            id=row["id"],
+            metrics={name: row[name] for name in METRICS},
+            points={name: row[f"points_{name}"] for name in METRICS},
+            score=row["score"],
+            profile_version=row["profile_version"],
+            created_at=row["created_at"],
+            participant=row.get("participant"),
+            ranked=row.get("ranked", True),
+            leads=row.get("leads", True),
+            disqualified_at=row.get("disqualified_at"),
+            disqualify_reason=row.get("disqualify_reason"),
         )
 
 
@@ -222,7 +223,7 @@ def summary(connection: Connection, participant_id: int) -> Summary:
     return Summary(count or 0, None if row is None else StoredSubmission.from_row(row))
 
 
-HISTORY = ScoreHistory.__table__
+HISTORY = tables.SCORE_HISTORY
 
 
 def earlier_scores(connection: Connection, submission_id: int) -> list[tuple[int, Decimal]]:
