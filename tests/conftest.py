@@ -95,6 +95,16 @@ TABLES = (
 
 
 def empty_tables(engine: Any) -> None:
+    """Empty every table (and restart PostgreSQL's id sequences), before and after each test.
+
+    Why not the usual rolled-back transaction per test: the code under test commits
+    on connections of its own (services commit at the edge, on pooled connections,
+    several at once in the concurrency tests, from other processes in the end-to-end
+    tests), so no single outer transaction can hold its writes. One TRUNCATE of all
+    tables costs a few milliseconds on PostgreSQL; SQLite has no TRUNCATE, and DELETE
+    on its small per-test files is as quick. Restarting the sequences keeps ids
+    predictable within a test.
+    """
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
