@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 from sqlalchemy import Connection
 
 from gpuq import audit, export
-from gpuq.api import auth
+from gpuq.api import auth, params, spec
 from gpuq.api.body import read_json_object
 from gpuq.api.context import runtime
 from gpuq.api.params import AUDIT, bool_param, choice_param
@@ -243,3 +243,155 @@ def put_slot_policy() -> Response:
         qualifying_score=body.qualifying_score,
     )
     return jsonify(policy_json(new))
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/admin/participants", "post"): spec.admin(
+        "adminCreateParticipant",
+        "Create a participant (or an admin); the key is in the answer, once",
+        {
+            "201": spec.json_response("KeyIssued", "Created."),
+            "409": spec.problem("The name is taken (letter case does not matter)."),
+            **spec.BODY_PROBLEMS,
+        },
+        requestBody=spec.body("AdminParticipantIn"),
+    ),
+    ("/admin/participants/{name}/key", "post"): spec.admin(
+        "adminRotateKey",
+        "Issue a participant a new key; their old one stops working",
+        {"200": spec.json_response("KeyIssued", "The new key."), "404": spec.problem("No such participant.")},
+        parameters=[spec.NAME],
+    ),
+    ("/admin/participants/{name}/key", "delete"): spec.admin(
+        "adminRevokeKey",
+        "Revoke a participant's key",
+        {"200": spec.json_response("KeyRevoked", "Revoked."), "404": spec.problem("No such participant.")},
+        parameters=[spec.NAME],
+    ),
+    **{
+        (f"/admin/{kind}/{{{key}}}/{action}", "post"): spec.admin(
+            f"admin{action.title()}{noun.title()}",
+            f"{action.title()} a {noun}: {effect}",
+            spec.MODERATION,
+            parameters=[parameter],
+            requestBody=spec.body("ReasonIn"),
+        )
+        for kind, key, noun, parameter in (
+            ("participants", "name", "participant", spec.NAME),
+            ("submissions", "submission_id", "submission", spec.SUBMISSION_ID),
+        )
+        for action, effect in (
+            ("disqualify", "out of the leaderboard (kept stored)"),
+            ("reinstate", "back on the leaderboard"),
+        )
+    },
+    ("/admin/scoring", "get"): spec.admin(
+        "adminGetScoring",
+        "The active scoring profile",
+        {"200": spec.json_response("ProfileOut", "The active profile.")},
+    ),
+    ("/admin/scoring", "put"): spec.admin(
+        "adminPutScoring",
+        "Change the scoring profile: a new version, every submission rescored",
+        {
+            "200": spec.json_response("ProfileChange", "Applied (or, with dry_run, what applying would do)."),
+            "400": spec.problem("Malformed JSON or a bad dry_run."),
+            "413": spec.problem("The body is too large."),
+            "415": spec.problem("Content-Type is not JSON."),
+            "422": spec.problem("Weights that do not sum to 1, bounds out of order, ..."),
+        },
+        description="With `dry_run=true` nothing changes: the answer shows how the top of the "
+        "leaderboard (view best) would move.",
+        parameters=[
+            {
+                "name": "dry_run",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "boolean", "default": False},
+            }
+        ],
+        requestBody=spec.body("ProfileIn"),
+    ),
+    ("/admin/audit", "get"): spec.admin(
+        "adminAudit",
+        "Every admin action, newest first",
+        {
+            "200": spec.json_response("AuditPage", "One page of the trail."),
+            "400": spec.problem("A bad limit or offset."),
+        },
+        parameters=params.AUDIT.openapi(),
+    ),
+    ("/admin/export", "get"): spec.admin(
+        "adminExport",
+        "Every submission with metrics, points, score, profile version, status and ranks",
+        {
+            "200": {
+                "description": "Streamed, in leaderboard order (then the unranked).",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            },
+            "400": spec.problem("A bad format."),
+        },
+        parameters=[
+            {
+                "name": "format",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+            }
+        ],
+    ),
+    ("/admin/slots", "post"): spec.admin(
+        "adminAddSlot",
+        "Add a slot to the pool",
+        {**spec.POOL_CHANGED, "409": spec.problem("Already in the pool."), **spec.BODY_PROBLEMS},
+        requestBody=spec.body("SlotIn"),
+    ),
+    ("/admin/slots/{name}", "delete"): spec.admin(
+        "adminRemoveSlot",
+        "Remove a free slot from the pool",
+        {
+            **spec.POOL_CHANGED,
+            "404": spec.problem("No such slot."),
+            "409": spec.problem("Leased: drain or revoke first."),
+        },
+        parameters=[spec.SLOT],
+    ),
+    ("/admin/slots/{name}/drain", "post"): spec.admin(
+        "adminDrainSlot",
+        "No new lease on this slot; the current one runs out",
+        {**spec.POOL_CHANGED, "404": spec.problem("No such slot.")},
+        parameters=[spec.SLOT],
+    ),
+    ("/admin/slots/{name}/resume", "post"): spec.admin(
+        "adminResumeSlot",
+        "Lease a drained slot again",
+        {**spec.POOL_CHANGED, "404": spec.problem("No such slot.")},
+        parameters=[spec.SLOT],
+    ),
+    ("/admin/slots/{name}/revoke", "post"): spec.admin(
+        "adminRevokeSlot",
+        "End the slot's live lease now",
+        {**spec.POOL_CHANGED, "404": spec.problem("No such slot, or no live lease."), **spec.BODY_PROBLEMS},
+        parameters=[spec.SLOT],
+        requestBody=spec.body("ReasonIn"),
+    ),
+    ("/admin/slots/size", "put"): spec.admin(
+        "adminResizePool",
+        "Resize the pool to gpu-0 .. gpu-(size-1)",
+        {**spec.POOL_CHANGED, **spec.BODY_PROBLEMS},
+        requestBody=spec.body("PoolSizeIn"),
+    ),
+    ("/admin/slots/policy", "get"): spec.admin(
+        "adminSlotPolicy", "The slot policy", {"200": spec.json_response("SlotPolicyOut", "The policy.")}
+    ),
+    ("/admin/slots/policy", "put"): spec.admin(
+        "adminPutSlotPolicy",
+        "Change the slot policy (running leases keep their expiry)",
+        {"200": spec.json_response("SlotPolicyOut", "The policy now."), **spec.BODY_PROBLEMS},
+        requestBody=spec.body("SlotPolicyIn"),
+    ),
+}

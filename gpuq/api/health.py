@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from gpuq.api import spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
 from gpuq.clock import iso_z
@@ -77,3 +78,17 @@ def health() -> Response:
     response.status_code = code
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/", "get"): {
+        "operationId": "health",
+        "summary": "Health and the state of each dependency",
+        "tags": ["service"],
+        "responses": {
+            "200": spec.json_response("Health", "Healthy, or degraded (Redis down, database up)."),
+            "503": spec.json_response("Health", "Unhealthy: the database does not answer."),
+        },
+    },
+}

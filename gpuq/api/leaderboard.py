@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, json
 
+from gpuq.api import params, spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
 from gpuq.api.params import LEADERBOARD, choice_param
@@ -60,3 +61,20 @@ def leaderboard() -> Response:
             cache.clear()
         cache[(view, offset, limit)] = (page.version, body)
     return Response(body, mimetype="application/json")
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/leaderboard", "get"): {
+        "operationId": "leaderboard",
+        "summary": "The leaderboard: score descending, ties to the earlier submission",
+        "tags": ["leaderboard"],
+        "parameters": [*params.LEADERBOARD.openapi(), spec.VIEW],
+        "responses": {
+            "200": spec.json_response("LeaderboardPage", "One page of the board."),
+            "400": spec.problem("A bad limit, offset or view."),
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+}

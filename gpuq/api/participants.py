@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from gpuq import participants
-from gpuq.api import auth
+from gpuq.api import auth, params, spec
 from gpuq.api.body import read_json_object
 from gpuq.api.context import runtime
 from gpuq.api.params import HISTORY
@@ -108,3 +108,80 @@ def describe(member: Member, own: bool) -> dict[str, Any]:
     if own:
         result["key_prefix"] = prefix
     return result
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/participants", "post"): {
+        "operationId": "register",
+        "summary": "Register a participant; the API key is in the answer, once",
+        "description": "Open to anyone unless GPUQ_OPEN_REGISTRATION=false; then an admin key is needed.",
+        "tags": ["participants"],
+        "requestBody": spec.body("ParticipantIn"),
+        "responses": {
+            "201": spec.json_response("KeyIssued", "Registered."),
+            **spec.BODY_PROBLEMS,
+            "401": spec.problem("Registration is closed and no admin key was sent."),
+            "403": spec.FORBIDDEN,
+            "409": spec.problem("The name is taken (letter case does not matter)."),
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    ("/participants/{name}", "get"): {
+        "operationId": "getParticipant",
+        "summary": "A participant's best score, rank, submission count and history",
+        "tags": ["participants"],
+        "parameters": [spec.NAME, *params.HISTORY.openapi()],
+        "responses": {
+            "200": spec.json_response("ParticipantOut", "The participant."),
+            "400": spec.problem("A bad limit or offset."),
+            "404": spec.problem("No such participant."),
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    ("/participants/me", "get"): {
+        "operationId": "getMe",
+        "summary": "The key owner's own page, with the key's prefix",
+        "tags": ["participants"],
+        "security": spec.BEARER,
+        "parameters": params.HISTORY.openapi(),
+        "responses": {
+            "200": spec.json_response("ParticipantOut", "The participant."),
+            "400": spec.problem("A bad limit or offset."),
+            "401": spec.UNAUTHORIZED,
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    ("/participants/me/key", "post"): {
+        "operationId": "rotateMyKey",
+        "summary": "Rotate one's own API key: a new key (shown once); the old one stops working",
+        "tags": ["participants"],
+        "security": spec.BEARER,
+        "responses": {
+            "200": spec.json_response("KeyIssued", "The new key."),
+            "401": spec.UNAUTHORIZED,
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    ("/participants/me/key", "delete"): {
+        "operationId": "revokeMyKey",
+        "summary": "Revoke one's own API key (an admin can issue a new one)",
+        "tags": ["participants"],
+        "security": spec.BEARER,
+        "responses": {
+            "200": spec.json_response("KeyRevoked", "Revoked."),
+            "401": spec.UNAUTHORIZED,
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from gpuq.api import auth
+from gpuq.api import auth, spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import client_address, exempt
 
@@ -36,3 +36,19 @@ def quota() -> Response:
             ],
         }
     )
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/quota", "get"): {
+        "operationId": "quota",
+        "summary": "The caller's limits, what remains of them, and when they reset",
+        "tags": ["service"],
+        "security": [{}, {"bearer": []}],
+        "responses": {
+            "200": spec.json_response("Quota", "The caller's quota (reading it uses none)."),
+            "401": spec.UNAUTHORIZED,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+}

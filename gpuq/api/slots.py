@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from gpuq.api import auth
+from gpuq.api import auth, params, spec
 from gpuq.api.context import runtime
 from gpuq.api.params import HISTORY
 from gpuq.slots.service import change_json
@@ -38,3 +38,59 @@ def accept_slot(name: str) -> Response:
 @bp.post("/slots/<name>/release")
 def release_slot(name: str) -> Response:
     return jsonify(change_json(runtime().slots.act_as_holder(name, auth.require_participant(), accept=False)))
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/slots", "get"): {
+        "operationId": "slots",
+        "summary": "The slot pool: each slot's state and holder, who is next, where you stand",
+        "tags": ["slots"],
+        "security": [{}, {"bearer": []}],
+        "responses": {
+            "200": spec.json_response("SlotsOut", "The pool now."),
+            "401": spec.UNAUTHORIZED,
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    ("/slots/history", "get"): {
+        "operationId": "slotHistory",
+        "summary": "Every lease, newest first",
+        "tags": ["slots"],
+        "parameters": params.HISTORY.openapi(),
+        "responses": {
+            "200": spec.json_response("SlotHistory", "One page of leases."),
+            "400": spec.problem("A bad limit or offset."),
+            "429": spec.LIMITED,
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    **{
+        (f"/slots/{{name}}/{verb}", "post"): {
+            "operationId": f"{verb}Slot",
+            "summary": summary,
+            "tags": ["slots"],
+            "security": spec.BEARER,
+            "parameters": [spec.SLOT],
+            "responses": {
+                "200": spec.json_response("SlotAction", "Done."),
+                "401": spec.UNAUTHORIZED,
+                "404": spec.problem(
+                    "The caller has no such lease on this slot (someone else's looks the same)."
+                ),
+                "409": spec.problem("Already accepted."),
+                "422": spec.problem("Not a slot name."),
+                "429": spec.LIMITED,
+                "503": spec.DATABASE_DOWN,
+                "500": spec.SERVER_ERROR,
+            },
+        }
+        for verb, summary in (
+            ("accept", "Accept the slot offered to you; the lease starts now"),
+            ("release", "Give your slot back (or decline the offer)"),
+        )
+    },
+}

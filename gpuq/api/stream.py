@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from gpuq.api import spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import client_address, exempt
 from gpuq.live import board
@@ -80,3 +81,31 @@ def leaderboard_stream() -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # proxies must not hold events back
     return response
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/leaderboard/stream", "get"): {
+        "operationId": "leaderboardStream",
+        "summary": "The live board as Server-Sent Events",
+        "description": "A `snapshot` event on connect (leaders, score histogram, records, slots), then "
+        "`submission` and `leaderboard` events; a comment line as heartbeat. Reconnecting clients get a "
+        "fresh snapshot.",
+        "tags": ["leaderboard"],
+        "responses": {
+            "200": {
+                "description": "An event stream",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"description": "Server-Sent Events; each data line is JSON"}
+                    }
+                },
+            },
+            "429": spec.problem("Too many open streams from this address."),
+            "503": spec.problem(
+                "This worker holds as many streams as it may.", **{"Retry-After": "Seconds to wait."}
+            ),
+            "500": spec.SERVER_ERROR,
+        },
+    },
+}
