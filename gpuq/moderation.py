@@ -2,7 +2,7 @@
 
 Disqualified entries leave both leaderboard views but stay stored (with the
 time and reason) and visible to admins and in the export. What the views
-hold is derived, in one place (`place_participant`, `place_anonymous`):
+hold is derived, in one place (`rank_participant`, `place_leaders`, `place_anonymous`):
 
 * `ranked`: the submission is not disqualified, nor is its participant;
 * `leads`: ranked, and anonymous or the participant's best ranked submission
@@ -33,7 +33,7 @@ from gpuq.slots.rules import Change
 from gpuq.slots.service import SlotService
 from gpuq.store import tables
 from gpuq.store.db import Database
-from gpuq.store.models import MAX_SUBMISSION_ID
+from gpuq.submissions import store
 
 TABLE = tables.SUBMISSIONS
 PARTICIPANTS = tables.PARTICIPANTS
@@ -193,11 +193,14 @@ class ModerationService:
         self._slots = slots
         self._clock = clock
 
-    def participant(self, name: str, disqualify: bool, reason: str, actor: str) -> Decision:
-        """Disqualify (ending any lease they hold) or reinstate participant `name`; raises
-        NotFound or Conflict."""
+    def find(self, name: str) -> Member:
+        """The participant called `name`; raises NotFound."""
         with self._database.autocommit() as connection:
-            member = participants.get(connection, name)
+            return participants.get(connection, name)
+
+    def participant(self, member: Member, disqualify: bool, reason: str, actor: str) -> Decision:
+        """Disqualify (ending any lease they hold) or reinstate `member` (see `find`); raises
+        Conflict."""
         revoked: list[Change] = []
 
         def change(connection: Connection, moment: dt.datetime) -> States:
@@ -214,8 +217,7 @@ class ModerationService:
 
     def submission(self, submission_id: int, disqualify: bool, reason: str, actor: str) -> Decision:
         """Disqualify or reinstate submission `submission_id`; raises NotFound or Conflict."""
-        if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
-            raise NotFound(f"no submission with id {submission_id}")
+        store.check_id(submission_id)
 
         def change(connection: Connection, moment: dt.datetime) -> States:
             return set_submission(connection, submission_id, disqualify, reason, moment)

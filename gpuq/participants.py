@@ -141,12 +141,6 @@ def _issue_key(connection: Connection, participant_id: int, moment: dt.datetime)
     return key
 
 
-def rotate_key(connection: Connection, participant_id: int, moment: dt.datetime) -> str:
-    """Revoke the participant's live key (if any) and issue a new one. Does not commit."""
-    revoke_keys(connection, participant_id, moment)
-    return _issue_key(connection, participant_id, moment)
-
-
 def revoke_keys(connection: Connection, participant_id: int, moment: dt.datetime) -> int:
     """Revoke the participant's live key; returns how many were revoked (0 or 1). Does not commit."""
     return connection.execute(

@@ -1,4 +1,5 @@
-"""Fair-use limits: who the client is, how much it may do, and the headers that say so.
+"""Fair-use limits: how much a client may do (the HTTP side, who the client is and the
+headers that say so, is gpuq.api.limits).
 
 Two limits, both per client address, both sliding-window counters from the
 `limits` library (atomic Lua scripts on Redis, so exact across any number of
@@ -9,7 +10,7 @@ workers and hosts):
   Routes marked exempt (gpuq.api.limits: health, leaderboard) are outside every limit;
   so are requests that match no route.
 * the submission limit (`Settings.submit_limit`, default 10 per hour), taken
-  by `RateLimits.take_submission` only after a submission has passed
+  by `RateLimits.take_submitter` only after a submission has passed
   validation, so invalid submissions do not use it up.
 
 And one per participant: the participant submission limit

@@ -37,6 +37,7 @@ from gpuq.scoring import METRICS, Profile
 from gpuq.serialize import issued, key_change, number
 from gpuq.slots import rules as slot_rules
 from gpuq.slots.service import PoolChange, policy_json
+from gpuq.submissions import store
 from gpuq.submissions.profiles import active
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -85,23 +86,33 @@ def _reason() -> str:
     return validate(ReasonIn, read_json_object(request)).reason
 
 
+# The participant, or a possible submission id, is looked up before the body is read:
+# an unknown one answers 404 whatever the body says.
+
+
 @bp.post("/participants/<name>/disqualify")
 def disqualify_participant(name: str) -> Response:
-    return _decided(runtime().moderation.participant(name, True, _reason(), _actor()))
+    moderation = runtime().moderation
+    member = moderation.find(name)
+    return _decided(moderation.participant(member, True, _reason(), _actor()))
 
 
 @bp.post("/participants/<name>/reinstate")
 def reinstate_participant(name: str) -> Response:
-    return _decided(runtime().moderation.participant(name, False, _reason(), _actor()))
+    moderation = runtime().moderation
+    member = moderation.find(name)
+    return _decided(moderation.participant(member, False, _reason(), _actor()))
 
 
 @bp.post("/submissions/<int:submission_id>/disqualify")
 def disqualify_submission(submission_id: int) -> Response:
+    store.check_id(submission_id)
     return _decided(runtime().moderation.submission(submission_id, True, _reason(), _actor()))
 
 
 @bp.post("/submissions/<int:submission_id>/reinstate")
 def reinstate_submission(submission_id: int) -> Response:
+    store.check_id(submission_id)
     return _decided(runtime().moderation.submission(submission_id, False, _reason(), _actor()))
 
 

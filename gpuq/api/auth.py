@@ -16,9 +16,9 @@ from __future__ import annotations
 from flask import Flask, g, request
 
 from gpuq import participants
+from gpuq.api.context import runtime
 from gpuq.errors import Forbidden, Unauthorized
 from gpuq.participants import Member
-from gpuq.store.db import get_db
 
 ADMIN_PREFIX = "/admin"
 
@@ -37,7 +37,7 @@ def _authenticate(header: str | None) -> Member | None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("send the API key as 'Authorization: Bearer <key>'")
-    with get_db().autocommit() as connection:
+    with runtime().database.autocommit() as connection:
         member = participants.authenticate(connection, key.strip())
     if member is None:
         raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")

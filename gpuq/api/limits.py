@@ -13,7 +13,8 @@ from gpuq.ratelimit import RateLimits, Usage
 View = TypeVar("View", bound=Callable[..., object])
 
 SELF_LIMITED = {"submissions.submit_qualification"}
-"""Endpoints that take the daily limit themselves (after telling replays apart) via `take_daily`."""
+"""Endpoints that take the daily limit themselves (after telling replays apart), with
+`RateLimits.take_daily`."""
 
 
 def client_address() -> str:

@@ -2,7 +2,9 @@
 requests (and describe responses), served at /openapi.json; Swagger UI at /docs.
 
 Each resource module declares its operations beside its routes (`OPERATIONS`, built
-from the blocks in gpuq.api.spec); this module only assembles them with the schemas.
+from the blocks in gpuq.api.spec); this module only assembles them with the schemas,
+and declares its own two routes and the page at /board (gpuq/web stays free of API
+imports).
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ from gpuq.api import (
     submissions,
 )
 from gpuq.api.limits import exempt
-from gpuq.web import board
 
 bp = Blueprint("openapi", __name__)
 
 # Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
 _OWN: spec.Operations = {
+    ("/board", "get"): {
+        "operationId": "board",
+        "summary": "The live board page (for people and big screens)",
+        "tags": ["leaderboard"],
+        "responses": {
+            "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+        },
+    },
     ("/openapi.json", "get"): {
         "operationId": "openapi",
         "summary": "This document",
@@ -59,12 +68,11 @@ OPERATIONS: spec.Operations = {
     **submissions.OPERATIONS,
     **leaderboard.OPERATIONS,
     **stream.OPERATIONS,
-    **board.OPERATIONS,
     **quota.OPERATIONS,
     **_OWN,
     **participants.OPERATIONS,
-    **slots.OPERATIONS,
     **admin.OPERATIONS,
+    **slots.OPERATIONS,
 }
 """Every route's operation, as each resource module declares it (a test checks none is missing)."""
 

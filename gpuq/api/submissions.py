@@ -11,7 +11,6 @@ from gpuq.api.context import runtime
 from gpuq.api.limits import client_address, report
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.errors import GpuqError
-from gpuq.store.models import MAX_SUBMISSION_ID
 from gpuq.submissions import idempotency
 from gpuq.submissions.service import Receipt, scope_of
 
@@ -42,13 +41,13 @@ def submit_qualification() -> Response:
         replay = service.find_replay(scope_of(address, member), key, digest)
         if replay is not None:  # a retry of a finished request: answered again, using no quota
             return _answer(replay)
-    report(runtime().limits.take_daily(address, report=False))
+    runtime().limits.take_daily(address, report=False)
     if malformed is not None:
         raise malformed
     service.check_submitter(member)
     metrics = validate(SubmissionIn, body).model_dump()
     idempotent = None if key is None or digest is None else (key, digest)
-    return _answer(service.submit(metrics, address, member, idempotent))
+    return _answer(service.submit(metrics, address, member, idempotent, on_usage=report))
 
 
 def _answer(receipt: Receipt) -> Response:
@@ -56,7 +55,6 @@ def _answer(receipt: Receipt) -> Response:
     response.headers["Location"] = url_for("submissions.get_submission", submission_id=receipt.submission_id)
     if receipt.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    report(receipt.usage)
     return response
 
 
@@ -115,14 +113,7 @@ OPERATIONS: spec.Operations = {
         "operationId": "getSubmission",
         "summary": "One stored submission with its breakdown and current rank",
         "tags": ["submissions"],
-        "parameters": [
-            {
-                "name": "submission_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SUBMISSION_ID},
-            }
-        ],
+        "parameters": [spec.SUBMISSION_ID],
         "responses": {
             "200": spec.json_response("SubmissionOut", "The submission.", spec.RATE_HEADERS),
             "404": spec.problem("No such submission."),

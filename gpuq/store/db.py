@@ -1,8 +1,10 @@
 """The database engine and connections for one app (one per worker process).
 
-The engine is created in `init_app`, i.e. after gunicorn forks, and connects
-lazily. Every wait is bounded by `Settings.db_timeout`: connecting, waiting for
-a pooled connection and (on PostgreSQL) running a statement.
+The engine is made by `make_engine` when the app's Runtime is built
+(gpuq.runtime), i.e. after gunicorn forks, and connects lazily; `init_app` and
+`get_db` make it reachable from the app for the store's accessors and tests.
+Every wait is bounded by `Settings.db_timeout`: connecting, waiting for a
+pooled connection and (on PostgreSQL) running a statement.
 """
 
 from __future__ import annotations

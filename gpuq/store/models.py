@@ -197,8 +197,9 @@ class Submission(Base):
     )
 
 
-# The leaderboard order: score descending, ties to the earlier (smaller) id; one
-# partial index per view.
+# The leaderboard order of gpuq.leaderboard.rule.order (score descending, ties to the
+# earlier, smaller id) as indexes, one partial index per view; migrations create them,
+# so they are written out here and kept in step with the rule by the ranking test.
 Index(
     "ix_submissions_ranked",
     Submission.score.desc(),
@@ -228,7 +229,7 @@ Index(
 class ScoreHistory(Base):
     """A submission's score before a profile change replaced it: what it scored under
     `profile_version`, and whether it led its participant's entries then. Written by
-    gpuq.rescoring in the same transaction as the change (`replaced_by`).
+    gpuq.submissions.rescoring in the same transaction as the change (`replaced_by`).
 
     No foreign keys, measured: checking three per row tripled the time of rescoring a
     million submissions; submissions and profile versions are never deleted anyway."""

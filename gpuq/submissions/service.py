@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from decimal import Decimal
 from typing import Any
@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
-from gpuq.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from gpuq.errors import Forbidden, Unauthorized, Unavailable
 from gpuq.leaderboard import Leaderboard
 from gpuq.live.board import announce
 from gpuq.live.bus import EventBus
@@ -37,7 +37,6 @@ from gpuq.scoring import Profile
 from gpuq.serialize import breakdown, number
 from gpuq.slots.service import SlotService
 from gpuq.store.db import Database
-from gpuq.store.models import MAX_SUBMISSION_ID
 from gpuq.submissions import idempotency, store
 from gpuq.submissions.profiles import ProfileCache
 from gpuq.submissions.store import StoredSubmission
@@ -56,8 +55,6 @@ class Receipt:
     body: str
     """The 201 answer, JSON text: success, score, submission_id, rank, participant, breakdown."""
     replayed: bool = False
-    usage: Usage | None = None
-    """The tighter submission quota after this one (for the rate-limit headers)."""
 
 
 def receipt_json(submission: StoredSubmission, profile: Profile | None, rank: int | None) -> dict[str, Any]:
@@ -130,18 +127,21 @@ class SubmissionService:
         address: str,
         member: Member | None,
         idempotency_key: tuple[str, str] | None = None,
+        on_usage: Callable[[Usage | None], None] = lambda _usage: None,
     ) -> Receipt:
         """Accept validated `metrics` from `address` (and `member`, None when anonymous).
 
-        `idempotency_key` is (key, body fingerprint) when the client sent one. Raises
+        `idempotency_key` is (key, body fingerprint) when the client sent one. `on_usage`
+        hears the tighter submission quota as soon as one is taken, so that the rate-limit
+        headers report it even when the submission then fails. Raises
         Unauthorized or Forbidden (`check_submitter`), RateLimited, Unavailable (the profile
         kept changing), idempotency.Mismatch or InFlight, or a database error; in every
         such case nothing is stored and no claim is left behind.
         """
-        self.check_submitter(member)
+        self.check_submitter(member)  # the handler asks first too; other callers rely on this one
         if idempotency_key is not None:
-            return self._submit_once(metrics, address, member, *idempotency_key)
-        usage = self._limits.take_submitter(address, None if member is None else member.id)
+            return self._submit_once(metrics, address, member, *idempotency_key, on_usage)
+        on_usage(self._limits.take_submitter(address, None if member is None else member.id))
         if member is None:
             # Autocommit: the single INSERT is its own transaction, durable before the 201.
             with self._database.autocommit() as connection:
@@ -150,7 +150,7 @@ class SubmissionService:
             with self._database.connect() as connection:
                 submission, profile = self._record(connection, metrics, address, member)
                 connection.commit()
-        return self._accepted(submission, profile, usage)
+        return self._accepted(submission, profile)
 
     def _record(
         self, connection: Connection, metrics: Mapping[str, Decimal], address: str, member: Member | None
@@ -168,7 +168,13 @@ class SubmissionService:
         raise Unavailable("the scoring profile is being changed; retry", retry_after=1)
 
     def _submit_once(
-        self, metrics: Mapping[str, Decimal], address: str, member: Member | None, key: str, digest: str
+        self,
+        metrics: Mapping[str, Decimal],
+        address: str,
+        member: Member | None,
+        key: str,
+        digest: str,
+        on_usage: Callable[[Usage | None], None],
     ) -> Receipt:
         scope = scope_of(address, member)
         moment = self._clock()
@@ -178,7 +184,7 @@ class SubmissionService:
         if replay is not None:  # finished between find_replay and here
             return self._replayed(replay)
         try:
-            usage = self._limits.take_submitter(address, None if member is None else member.id)
+            on_usage(self._limits.take_submitter(address, None if member is None else member.id))
             with self._database.connect() as connection:
                 submission, profile = self._record(connection, metrics, address, member)
                 idempotency.complete(connection, scope, key, submission.id)
@@ -187,7 +193,7 @@ class SubmissionService:
             with suppress(Exception), self._database.autocommit() as connection:
                 idempotency.release(connection, scope, key)
             raise
-        receipt = self._accepted(submission, profile, usage)
+        receipt = self._accepted(submission, profile)
         try:
             with self._database.autocommit() as connection:
                 idempotency.attach_response(connection, scope, key, receipt.body)
@@ -207,7 +213,7 @@ class SubmissionService:
             return Receipt(replay.submission_id, replay.response_body, replayed=True)
         with self._database.autocommit() as connection:
             submission = store.get(connection, replay.submission_id)
-        rank = self._rank_or_none(submission)
+        rank = self._index(submission)  # the first answer was lost: its indexing may have been too
         body = _render(receipt_json(submission, self._explaining(submission), rank))
         return Receipt(submission.id, body, replayed=True)
 
@@ -217,16 +223,19 @@ class SubmissionService:
         profile, version = self._profiles.get()
         return profile if submission.profile_version == version else None
 
-    def _accepted(self, submission: StoredSubmission, profile: Profile, usage: Usage | None) -> Receipt:
+    def _accepted(self, submission: StoredSubmission, profile: Profile) -> Receipt:
         """Index, announce and settle after the commit; none of it may fail the submission."""
-        item = submission.entry
-        rank = None
-        if submission.ranked:
-            rank = self._board.add(item) or self._rank_or_none(submission)
-        announce(self._bus, self._board, item, rank, self._board_size, submission.leads)
+        rank = self._index(submission)
+        announce(self._bus, self._board, submission.entry, rank, self._board_size, submission.leads)
         if submission.participant is not None and submission.leads:
             self._slots.settle(expire=False)  # a new best may make them eligible for a free slot
-        return Receipt(submission.id, _render(receipt_json(submission, profile, rank)), usage=usage)
+        return Receipt(submission.id, _render(receipt_json(submission, profile, rank)))
+
+    def _index(self, submission: StoredSubmission) -> int | None:
+        """Put a stored, ranked submission on the index (idempotent); its rank in view all."""
+        if not submission.ranked:
+            return None
+        return self._board.add(submission.entry) or self._rank_or_none(submission)
 
     def _rank_or_none(self, submission: StoredSubmission) -> int | None:
         if not submission.ranked:
@@ -240,8 +249,7 @@ class SubmissionService:
 
     def detail(self, submission_id: int) -> dict[str, Any]:
         """A stored submission as GET /submissions/<id> shows it; raises NotFound."""
-        if submission_id > MAX_SUBMISSION_ID:  # beyond BIGINT: cannot exist
-            raise NotFound(f"no submission with id {submission_id}")
+        store.check_id(submission_id)
         with self._database.autocommit() as connection:
             submission = store.get(connection, submission_id)
             earlier = store.earlier_scores(connection, submission_id)

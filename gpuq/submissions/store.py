@@ -26,6 +26,7 @@ from gpuq.errors import GpuqError, NotFound
 from gpuq.leaderboard import Entry, rule
 from gpuq.scoring import METRICS, Profile, score
 from gpuq.store import tables
+from gpuq.store.models import MAX_SUBMISSION_ID
 
 TABLE = tables.SUBMISSIONS
 PARTICIPANTS = tables.PARTICIPANTS
@@ -193,6 +194,13 @@ _COLUMNS = [c for c in TABLE.c if c.name not in ("client_address", "participant_
 _DETAIL = select(*_COLUMNS, PARTICIPANTS.c.name.label("participant")).outerjoin(
     PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id
 )
+
+
+def check_id(submission_id: int) -> int:
+    """`submission_id`, unless it is beyond BIGINT (no such submission can exist): NotFound."""
+    if submission_id > MAX_SUBMISSION_ID:
+        raise NotFound(f"no submission with id {submission_id}")
+    return submission_id
 
 
 def get(connection: Connection, submission_id: int) -> StoredSubmission:

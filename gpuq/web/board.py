@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template
 
-from gpuq.api import spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
 
@@ -24,16 +23,3 @@ def board() -> Response:
     response = Response(render_template("board.html", board_size=size), mimetype="text/html")
     response.headers["Content-Security-Policy"] = BOARD_CSP
     return response
-
-
-# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
-OPERATIONS: spec.Operations = {
-    ("/board", "get"): {
-        "operationId": "board",
-        "summary": "The live board page (for people and big screens)",
-        "tags": ["leaderboard"],
-        "responses": {
-            "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
-        },
-    },
-}

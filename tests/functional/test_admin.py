@@ -153,6 +153,13 @@ def test_a_disqualified_submission_leaves_the_ranking_but_stays_stored(app, clie
         client.post(f"/admin/submissions/{best}/disqualify", json={}, headers=bearer(admin)).status_code
         == 422
     )
+    # What does not exist answers 404 whatever the body says (it is looked up first).
+    for unknown in (
+        "/admin/submissions/999999999999999999999/disqualify",
+        "/admin/participants/nobody/reinstate",
+    ):
+        answer = client.post(unknown, data="not json", content_type="text/plain", headers=bearer(admin))
+        assert answer.status_code == 404, answer.get_json()
 
 
 def test_a_disqualified_participant_leaves_the_ranking_and_cannot_submit(app, client):

@@ -61,13 +61,16 @@ def test_an_idempotent_submission_is_stored_once_and_replayed_byte_for_byte(make
 def test_a_participant_submits_within_their_quota_and_not_once_disqualified(make_app):
     runtime = runtime_of(make_app(participant_limit="2 per hour", submit_limit="100 per hour"))
     member, _key = runtime.participants.create("alice", is_admin=False, actor=None)
-    for _ in range(2):
-        receipt = runtime.submissions.submit(metrics(), f"10.0.0.{_}", member)
+    heard = []
+    for attempt in range(2):
+        receipt = runtime.submissions.submit(metrics(), f"10.0.0.{attempt}", member, on_usage=heard.append)
         assert json.loads(receipt.body)["participant"] == "alice"
-        assert receipt.usage is not None
+    # The tighter quota (the participant's 2 per hour, not the address's 100) is reported.
+    assert [(usage.limit, usage.remaining) for usage in heard] == [(2, 1), (2, 0)]
     with pytest.raises(RateLimited):
-        runtime.submissions.submit(metrics(), "10.0.0.9", member)
-    runtime.moderation.participant("alice", True, "typed the numbers", actor="root")
+        runtime.submissions.submit(metrics(), "10.0.0.9", member, on_usage=heard.append)
+    assert len(heard) == 2  # a refused submission takes nothing, so reports nothing
+    runtime.moderation.participant(member, True, "typed the numbers", actor="root")
     with runtime.database.autocommit() as connection:
         banned = participants.get(connection, "alice")
     with pytest.raises(Forbidden):

@@ -121,7 +121,7 @@ def test_settings_only_seed_the_first_profile_version(make_app, caplog):
     # Changed settings do not silently score new submissions differently from old ones:
     # the database's active profile decides (changes go through PUT /admin/scoring).
     second = make_app(time_worst_seconds=60).test_client()
-    with caplog.at_level("WARNING", logger="gpuq.profiles"):
+    with caplog.at_level("WARNING", logger="gpuq.submissions.profiles"):
         new = second.post("/submit_qualification", json=WORKED_EXAMPLE).get_json()
 
     assert old["score"] == new["score"] == 87.95
