@@ -17,7 +17,7 @@ from flask import Flask, g, request
 
 from gpuq import participants
 from gpuq.api.context import runtime
-from gpuq.errors import Forbidden, Unauthorized
+from gpuq.errors import Forbidden, InvalidInput, Unauthorized
 from gpuq.participants import Member
 
 ADMIN_PREFIX = "/admin"
@@ -60,8 +60,27 @@ def require_admin() -> Member:
     return member
 
 
+MISPLACED_HEADERS = ("X-API-Key", "X-Api-Token", "Api-Key")
+MISPLACED_PARAMETERS = ("api_key", "apikey", "key", "token", "access_token")
+
+
+def refuse_misplaced_keys() -> None:
+    """A key sent any other way than the Authorization header would be silently ignored
+    (the request then runs anonymously); refuse it instead, saying how to send it. A key
+    in the query string also ends up in proxies' and servers' logs."""
+    header = next((name for name in MISPLACED_HEADERS if name in request.headers), None)
+    parameter = next((name for name in MISPLACED_PARAMETERS if name in request.args), None)
+    if header is not None or parameter is not None:
+        where = f"the {header} header" if header is not None else f"the query parameter {parameter!r}"
+        raise InvalidInput(
+            f"API keys are not read from {where}: send 'Authorization: Bearer <key>'", status=400
+        )
+
+
 def init_app(app: Flask) -> None:
-    """Install the /admin guard; call before gpuq.ratelimit.init_app (it must run first)."""
+    """Install the key checks and the /admin guard; call before gpuq.api.limits.init_app
+    (they must run first)."""
+    app.before_request(refuse_misplaced_keys)
 
     @app.before_request
     def guard_admin_routes() -> None:

@@ -9,7 +9,7 @@ with a 4xx, and parses numbers as exact Decimals.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Request
@@ -20,6 +20,21 @@ from gpuq.errors import FieldError, InvalidInput
 
 class _Rejected(ValueError):
     pass
+
+
+MAX_EXPONENT = 1000
+"""Numbers beyond 10**±1000 are refused while parsing: no field takes one, and Decimal
+arithmetic on an exponent like 1e9999999999999999999 fails outright."""
+
+
+def _number(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _Rejected(f"the number {text[:40]!r} is out of range") from None
+    if value and abs(value.adjusted()) > MAX_EXPONENT:
+        raise _Rejected(f"the number {text[:40]!r} is out of range") from None
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -52,8 +67,8 @@ def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(
             text,
-            parse_float=Decimal,
-            parse_int=Decimal,
+            parse_float=_number,
+            parse_int=_number,
             parse_constant=_reject_constant,
             object_pairs_hook=_object_without_duplicates,
         )

@@ -507,14 +507,23 @@ class Problem(BaseModel):
 Model = TypeVar("Model", bound=BaseModel)
 
 
+MAX_LISTED_ERRORS = 20
+"""An answer names at most this many bad fields (a body of thousands of unknown keys
+would otherwise get an answer several times its size)."""
+
+
 def validate(model: type[Model], data: dict[str, Any]) -> Model:
-    """Validate `data` against `model`; raises InvalidInput (422) naming every bad field."""
+    """Validate `data` against `model`; raises InvalidInput (422) naming the bad fields (the
+    first MAX_LISTED_ERRORS, then how many more)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = [_field_error(err) for err in exc.errors(include_url=False)]
-        fields = ", ".join(sorted({e.field for e in errors}))
-        raise InvalidInput(f"invalid fields: {fields}", errors) from None
+        fields = sorted({e.field for e in errors})
+        named = ", ".join(fields[:MAX_LISTED_ERRORS])
+        if len(fields) > MAX_LISTED_ERRORS:
+            named += f" and {len(fields) - MAX_LISTED_ERRORS} more"
+        raise InvalidInput(f"invalid fields: {named}", errors[:MAX_LISTED_ERRORS]) from None
 
 
 def _field_error(err: Any) -> FieldError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WORKED_EXAMPLE
+from tests.conftest import WORKED_EXAMPLE, bearer, make_admin
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,28 @@ def test_submissions_are_not_cached(client):
     created = client.post("/submit_qualification", json=WORKED_EXAMPLE)
     assert created.headers["Cache-Control"] == "no-store"
     assert client.get(created.headers["Location"]).headers["Cache-Control"] == "no-store"
+
+
+def test_answers_that_carry_a_key_or_one_participants_data_are_not_cached(app, client):
+    registered = client.post("/participants", json={"name": "alice"})
+    assert registered.status_code == 201 and registered.headers["Cache-Control"] == "no-store"
+    key = registered.get_json()["api_key"]
+    admin = make_admin(app)
+    for method, path, who in [
+        ("GET", "/participants/me", key),
+        ("GET", "/slots", key),
+        ("POST", "/participants/me/key", key),
+        ("GET", "/admin/audit", admin),
+        ("GET", "/admin/export", admin),
+        ("POST", "/admin/participants/alice/key", admin),
+    ]:
+        response = client.open(path, method=method, headers=bearer(who))
+        assert response.status_code == 200, (path, response.get_json())
+        assert response.headers["Cache-Control"] == "no-store", path
+        if path == "/participants/me/key":
+            key = response.get_json()["api_key"]
+    # The same public page without a key stays cacheable.
+    assert "Cache-Control" not in client.get("/participants/alice").headers
 
 
 def test_the_docs_page_has_a_strict_content_security_policy(client):

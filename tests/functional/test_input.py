@@ -191,3 +191,37 @@ def test_invalid_submissions_do_not_use_up_the_submission_quota(make_app):
         201,
         429,
     ]
+
+
+@pytest.mark.parametrize(
+    "raw", ["1e9999999999999999999", "-1e9999999999999999999", "1e-9999999999999999999", "1e1001"]
+)
+def test_numbers_beyond_any_field_are_refused_while_parsing(client, app, raw):
+    problem = assert_refused(post_raw(client, body_with("accuracy", raw)), app, 400)
+    assert "out of range" in problem["detail"]
+
+
+def test_a_body_of_thousands_of_unknown_keys_gets_a_short_answer(client, app):
+    body = {**WORKED_EXAMPLE, **{f"{i:x}": 0 for i in range(1900)}}
+    raw = json.dumps(body, separators=(",", ":"))
+    assert len(raw) < 16 * 1024  # within the body limit
+    response = post_raw(client, raw)
+    problem = assert_refused(response, app, 422)
+    assert len(problem["errors"]) == 20 and problem["detail"].endswith("and 1880 more")
+    assert len(response.data) < 4096
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "named"),
+    [
+        ({"X-API-Key": "gpuq_0123456789ab_x"}, "", "X-API-Key"),
+        ({}, "?api_key=gpuq_0123456789ab_x", "'api_key'"),
+        ({}, "?token=abc", "'token'"),
+    ],
+)
+def test_a_key_sent_another_way_than_the_authorization_header_is_refused(client, app, headers, query, named):
+    problem = assert_refused(
+        client.post(f"/submit_qualification{query}", json=WORKED_EXAMPLE, headers=headers), app, 400
+    )
+    assert named in problem["detail"] and "Authorization: Bearer" in problem["detail"]
+    assert client.get(f"/quota{query}", headers=headers).status_code == 400
