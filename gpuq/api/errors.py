@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, g, json, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -28,6 +28,7 @@ from gpuq.errors import (
     Unauthorized,
     Unavailable,
 )
+from gpuq.store.db import is_read_only, is_unavailable
 from gpuq.submissions import idempotency
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,15 @@ def _domain_error(exc: GpuqError) -> Response:
 
 
 def _database_error(exc: Exception) -> Response:
-    if isinstance(exc, (OperationalError, PoolTimeout)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    if is_read_only(exc):
+        log.warning("database refused a write: it is read-only")
+        return problem(
+            503,
+            "the database is read-only just now (a fail-over may be under way); nothing was stored, "
+            "retry later",
+            {"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
+    if is_unavailable(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
         return problem(
             503,

@@ -2,7 +2,9 @@
 
 healthy: every configured dependency answers; degraded (200): the database
 answers but Redis does not (the service still works, see the failure
-policies); unhealthy (503): the database does not. The checks run side by
+policies), or the database answers but only reads (`"status": "read_only"`,
+as on a standby after a fail-over: reads work, writes get 503); unhealthy
+(503): the database does not. The checks run side by
 side and each gets CHECK_SECONDS: a dependency that hangs (a stopped
 process keeps its TCP connections open, so no client timeout fires) is
 reported down in time, and the answer comes within about 1.5 s.
@@ -34,6 +36,10 @@ CHECK_SECONDS = 1.5
 _checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpuq-health")
 
 
+class ReadOnly(Exception):
+    """The database answers but refuses writes."""
+
+
 def _run_checks(checks: dict[str, Any]) -> dict[str, dict[str, Any]]:
     started = time.perf_counter()
     futures = {name: _checks.submit(check) for name, check in checks.items()}
@@ -44,6 +50,9 @@ def _run_checks(checks: dict[str, Any]) -> dict[str, dict[str, Any]]:
             future.result(timeout=remaining)
         except FutureTimeout:
             results[name] = {"status": "down", "error": "Timeout"}
+        except ReadOnly:
+            latency = round((time.perf_counter() - started) * 1000, 2)
+            results[name] = {"status": "read_only", "latency_ms": latency}
         except Exception as exc:  # any failure means "down"; the kind is enough for an operator
             results[name] = {"status": "down", "error": type(exc).__name__}
         else:
@@ -52,8 +61,12 @@ def _run_checks(checks: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _database(database: Database) -> None:
+    """Raises when the database does not answer, ReadOnly when it answers but cannot write."""
     with database.autocommit() as connection:
-        connection.execute(text("SELECT 1"))
+        if connection.dialect.name != "postgresql":
+            connection.execute(text("SELECT 1"))
+        elif connection.scalar(text("SELECT current_setting('transaction_read_only')")) == "on":
+            raise ReadOnly()
 
 
 @bp.get("/")
@@ -68,9 +81,9 @@ def health() -> Response:
     checks = _run_checks(to_run)
     if client is None:
         checks["redis"] = {"status": "not_configured"}
-    if checks["database"]["status"] != "up":
+    if checks["database"]["status"] == "down":
         status, code = "unhealthy", 503
-    elif checks["redis"]["status"] == "down":
+    elif checks["redis"]["status"] == "down" or checks["database"]["status"] == "read_only":
         status, code = "degraded", 200
     else:
         status, code = "healthy", 200

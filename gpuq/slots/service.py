@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gpuq import audit
 from gpuq.clock import Clock, iso_z
@@ -29,7 +27,7 @@ from gpuq.participants import Member
 from gpuq.serialize import number
 from gpuq.slots import rules
 from gpuq.slots.rules import Change, Policy
-from gpuq.store.db import Database
+from gpuq.store.db import Database, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +126,11 @@ class SlotService:
                 if change is None:
                     break
                 changes.append(change)
-        except (OperationalError, PoolTimeout) as exc:  # the database is down or slow: expected, brief
-            log.warning("slot allocation skipped, the database is unavailable: %s", type(exc).__name__)
-        except Exception:
-            log.exception("slot allocation failed; the sweeper tries again")
+        except Exception as exc:
+            if is_unavailable(exc):  # down, slow or only reading: expected, brief
+                log.warning("slot allocation skipped, the database is unavailable: %s", type(exc).__name__)
+            else:
+                log.exception("slot allocation failed; the sweeper tries again")
         self.publish(changes)
         return changes
 

@@ -16,6 +16,8 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gpuq.config import Settings
 
@@ -45,6 +47,24 @@ class Database:
         COMMIT round trips of an explicit transaction.
         """
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+READ_ONLY_SQLSTATE = "25006"
+"""PostgreSQL's read_only_sql_transaction: a write on a standby (say, just after a
+fail-over) or on a database switched to read-only."""
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """Whether `exc` is a write refused because the database only reads."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQLSTATE
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot do the work now (down, slow, or only
+    reading), as opposed to a bug: the answer is then 503 with Retry-After."""
+    if isinstance(exc, (OperationalError, PoolTimeout)) or is_read_only(exc):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def make_engine(settings: Settings) -> Engine:
