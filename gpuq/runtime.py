@@ -10,6 +10,7 @@ under one `app.extensions` key; handlers reach it through
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import redis
 
@@ -49,6 +50,8 @@ class Runtime:
     scoring: ScoringService
     moderation: ModerationService
     participants: Registry
+    draining: threading.Event = dataclasses.field(default_factory=threading.Event)
+    """Set when this worker has been told to stop: /readyz then says so."""
 
 
 def build(settings: Settings, clock: Clock = utcnow) -> Runtime:

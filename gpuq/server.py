@@ -36,6 +36,7 @@ class GpuqWorker(GeventWorker):
 
         runtime = getattr(self.wsgi, "extensions", {}).get(EXTENSION)  # None in gunicorn's error app
         if runtime is not None:
+            runtime.draining.set()  # /readyz answers 503 from now on
             runtime.bus.close_all()
         super().handle_exit(sig, frame)
 

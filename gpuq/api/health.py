@@ -20,10 +20,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from gpuq import build
 from gpuq.api import spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
 from gpuq.clock import iso_z
+from gpuq.store import migrate
 from gpuq.store.db import Database
 
 bp = Blueprint("health", __name__)
@@ -87,14 +89,67 @@ def health() -> Response:
         status, code = "degraded", 200
     else:
         status, code = "healthy", 200
-    response = jsonify({"status": status, "timestamp": iso_z(services.clock()), "checks": checks})
+    response = jsonify(
+        {
+            "status": status,
+            "timestamp": iso_z(services.clock()),
+            "version": build.version(),
+            "commit": build.commit(),
+            "checks": checks,
+        }
+    )
     response.status_code = code
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+def _probe(reason: str | None) -> Response:
+    response = jsonify({"status": "ok"} if reason is None else {"status": "not_ready", "reason": reason})
+    response.status_code = 200 if reason is None else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/livez")
+@exempt
+def livez() -> Response:
+    """The process answers (asks no dependency: restart it only when this fails)."""
+    return _probe(None)
+
+
+@bp.get("/readyz")
+@exempt
+def readyz() -> Response:
+    """Whether to send this worker traffic: not while it drains, nor while the database does
+    not answer or lacks migrations (one bounded query)."""
+    services = runtime()
+    if services.draining.is_set():
+        return _probe("draining: this worker is shutting down")
+    try:
+        with services.database.autocommit() as connection:
+            current = migrate.is_current_on(connection)
+    except Exception as exc:  # any failure means "not ready"; the kind is enough for an operator
+        return _probe(f"database: {type(exc).__name__}")
+    return _probe(None if current else "migrations: the database schema is not up to date")
+
+
 # Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
 OPERATIONS: spec.Operations = {
+    ("/livez", "get"): {
+        "operationId": "livez",
+        "summary": "Liveness: the process answers (no dependency is asked)",
+        "tags": ["service"],
+        "responses": {"200": spec.json_response("Probe", "Alive.")},
+    },
+    ("/readyz", "get"): {
+        "operationId": "readyz",
+        "summary": "Readiness: the database answers and is migrated, and the worker is not draining",
+        "tags": ["service"],
+        "responses": {
+            "200": spec.json_response("Probe", "Ready for traffic."),
+            "503": spec.json_response("Probe", "Not ready: `reason` says why."),
+        },
+    },
     ("/", "get"): {
         "operationId": "health",
         "summary": "Health and the state of each dependency",

@@ -83,6 +83,7 @@ MODELS: list[type[BaseModel]] = [
     schemas.SubmissionOut,
     schemas.LeaderboardPage,
     schemas.Health,
+    schemas.Probe,
     schemas.Problem,
     schemas.Quota,
     schemas.ParticipantIn,

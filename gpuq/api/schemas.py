@@ -459,7 +459,7 @@ class AuditPage(BaseModel):
 
 
 class DependencyCheck(BaseModel):
-    status: Literal["up", "down", "not_configured"]
+    status: Literal["up", "down", "read_only", "not_configured"]
     latency_ms: float | None = None
     error: str | None = None
 
@@ -467,7 +467,16 @@ class DependencyCheck(BaseModel):
 class Health(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     timestamp: str = Field(json_schema_extra={"format": "date-time"})
+    version: str = Field(description="The package version.")
+    commit: str | None = Field(description="The source commit, when known (GPUQ_COMMIT or the checkout).")
     checks: dict[str, DependencyCheck]
+
+
+class Probe(BaseModel):
+    """The answer of /livez and /readyz."""
+
+    status: Literal["ok", "not_ready"]
+    reason: str | None = Field(default=None, description="Why not ready: draining, database, migrations.")
 
 
 class LimitUsage(BaseModel):

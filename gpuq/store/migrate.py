@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,8 +92,18 @@ def downgrade(engine: Engine, revision: str) -> None:
         connection.commit()
 
 
+@functools.cache
+def heads() -> frozenset[str]:
+    """The newest migrations this code knows (read once per process)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def is_current_on(connection: Connection) -> bool:
+    """True when the schema `connection` sees is at the newest migration."""
+    return set(MigrationContext.configure(connection).get_current_heads()) == heads()
+
+
 def is_current(engine: Engine) -> bool:
     """True when the database schema is at the newest migration."""
-    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     with engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads()) == heads
+        return is_current_on(connection)
