@@ -65,6 +65,9 @@ class Settings:
     """GPUQ_TIME_WORST_SECONDS: completion time worth 0 % of its weight."""
     redis_timeout: float = 0.5
     """GPUQ_REDIS_TIMEOUT: seconds before a Redis call counts as failed."""
+    redis_retry_seconds: float = 5.0
+    """GPUQ_REDIS_RETRY_SECONDS: after a Redis failure, how long a worker uses its fallbacks
+    without asking Redis (then it tries again)."""
     db_timeout: float = 2.0
     """GPUQ_DB_TIMEOUT: seconds to connect, wait for a pooled connection, or run a statement."""
     db_pool_size: int = 20
@@ -200,6 +203,7 @@ _ENV_NAMES = {
     "time_best_seconds": "GPUQ_TIME_BEST_SECONDS",
     "time_worst_seconds": "GPUQ_TIME_WORST_SECONDS",
     "redis_timeout": "GPUQ_REDIS_TIMEOUT",
+    "redis_retry_seconds": "GPUQ_REDIS_RETRY_SECONDS",
     "db_timeout": "GPUQ_DB_TIMEOUT",
     "db_pool_size": "GPUQ_DB_POOL_SIZE",
     "redis_prefix": "GPUQ_REDIS_PREFIX",

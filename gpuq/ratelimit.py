@@ -49,12 +49,14 @@ from limits.strategies import RateLimiter, SlidingWindowCounterRateLimiter
 
 from gpuq.config import Settings
 from gpuq.errors import RateLimited
+from gpuq.store.redis import Breaker
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RETRY_PRIMARY_SECONDS = 5.0
-"""After a Redis failure, count in memory for this long before trying Redis again."""
+"""After a Redis failure, count in memory for this long before trying Redis again (when
+no shared Breaker is given; the service passes one set by GPUQ_REDIS_RETRY_SECONDS)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +78,7 @@ class RateLimits:
         self,
         settings: Settings,
         redis_pool: Any | None,
-        monotonic: Callable[[], float] = time.monotonic,
+        breaker: Breaker | None = None,
     ):
         self.enabled = settings.ratelimit_enabled
         self._daily = parse_many(settings.daily_limit)
@@ -88,8 +90,7 @@ class RateLimits:
         if redis_pool is not None:
             storage = RedisStorage(settings.redis_url, connection_pool=redis_pool, key_prefix=self._prefix)
             self._primary = SlidingWindowCounterRateLimiter(storage)
-        self._monotonic = monotonic
-        self._primary_down_until = 0.0
+        self._breaker = breaker or Breaker(RETRY_PRIMARY_SECONDS)
 
     def take_daily(self, address: str, report: bool) -> Usage | None:
         """Count one request against the daily limit; raises RateLimited when used up.
@@ -162,14 +163,11 @@ class RateLimits:
 
     def _on_store(self, operation: Callable[[RateLimiter], T]) -> T:
         """Run `operation` on Redis, or on the memory counters while Redis fails (the failure policy)."""
-        if self._primary is not self._memory and self._monotonic() >= self._primary_down_until:
+        if self._primary is not self._memory and self._breaker.available():
             try:
                 return operation(self._primary)
             except Exception as exc:  # any store failure; the policy is to keep limiting in memory
-                log.warning(
-                    "rate-limit store failed, counting in memory for %.0f s: %r", RETRY_PRIMARY_SECONDS, exc
-                )
-                self._primary_down_until = self._monotonic() + RETRY_PRIMARY_SECONDS
+                self._breaker.trip("rate limits, counting in memory meanwhile", exc)
         return operation(self._memory)
 
 

@@ -28,6 +28,7 @@ from gpuq.slots.service import SlotService
 from gpuq.store import db
 from gpuq.store import redis as redis_store
 from gpuq.store.db import Database
+from gpuq.store.redis import Breaker
 from gpuq.submissions.profiles import ProfileCache
 from gpuq.submissions.rescoring import ScoringService
 from gpuq.submissions.service import SubmissionService
@@ -59,10 +60,11 @@ def build(settings: Settings, clock: Clock = utcnow) -> Runtime:
     with the default, slot leases follow the database's clock)."""
     database = Database(db.make_engine(settings))
     client = redis_store.make_client(settings) if settings.redis_url else None
-    board = make_leaderboard(settings, client, database.autocommit)
+    breaker = Breaker(settings.redis_retry_seconds)  # one memory of Redis outages per worker
+    board = make_leaderboard(settings, client, database.autocommit, breaker)
     profiles = ProfileCache.seeded_by(database, settings, clock)
-    limits = RateLimits(settings, client.connection_pool if client else None)
-    bus = make_bus(settings, client)
+    limits = RateLimits(settings, client.connection_pool if client else None, breaker)
+    bus = make_bus(settings, client, breaker)
     slots = SlotService(database, bus.publish, settings, None if clock is utcnow else clock)
     return Runtime(
         settings=settings,
@@ -73,7 +75,7 @@ def build(settings: Settings, clock: Clock = utcnow) -> Runtime:
         profiles=profiles,
         limits=limits,
         bus=bus,
-        stream_caps=StreamCaps(settings, client),
+        stream_caps=StreamCaps(settings, client, breaker),
         summaries=Summaries(),
         slots=slots,
         submissions=SubmissionService(

@@ -134,6 +134,7 @@ def test_killing_redis_loses_nothing_and_the_index_recovers(start_server, databa
         GPUQ_RATELIMIT_ENABLED="0",
         GPUQ_INDEX_CHECK_SECONDS="0",
         GPUQ_REDIS_TIMEOUT="0.3",
+        GPUQ_REDIS_RETRY_SECONDS="0",  # see the index recover without waiting out the retry interval
     )
     accepted = []
 

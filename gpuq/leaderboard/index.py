@@ -29,6 +29,7 @@ from gpuq.config import Settings
 from gpuq.leaderboard.board import Entry, Leaderboard, Page
 from gpuq.leaderboard.query import DatabaseLeaderboard
 from gpuq.leaderboard.rule import DEFAULT_VIEW, composite_key, from_composite
+from gpuq.store.redis import Breaker, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class RedisLeaderboard:
         key: str,
         check_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
+        breaker: Breaker | None = None,
     ):
         self._redis = client
         self._db = database
@@ -98,6 +100,7 @@ class RedisLeaderboard:
         self._index_sha = hashlib.sha1(_INDEX.encode()).hexdigest()
         self._check_seconds = check_seconds
         self._monotonic = monotonic
+        self._breaker = breaker or Breaker(0.0, monotonic)
         self._next_check = 0.0  # verify before the first read
         self.stale = True
         self._must_rebuild = False
@@ -107,6 +110,8 @@ class RedisLeaderboard:
 
     def _mark_stale(self, why: BaseException, rebuild: bool = False) -> None:
         log.warning("leaderboard index unusable, answering from the database: %r", why)
+        if is_outage(why):
+            self._breaker.trip("leaderboard index", why)
         self.stale = True
         self._must_rebuild = self._must_rebuild or rebuild
 
@@ -140,6 +145,9 @@ class RedisLeaderboard:
             pipe.incr(self.version_key)
             pipe.zrevrank(self.keys["all"], _member(entry))
 
+        if not self._breaker.available():  # Redis just failed: this entry is missed, rebuild later
+            self.stale = self._must_rebuild = True
+            return None
         try:
             rank = self._run(fill)[-1]
         except redis.RedisError as exc:
@@ -197,6 +205,9 @@ class RedisLeaderboard:
         """Rewrite those entries from the database in one MULTI/EXEC: readers see the index
         before or after. (A submission of the same participant indexed in between can
         leave them two entries in view best; the periodic count check rebuilds then.)"""
+        if not self._breaker.available():
+            self.stale = self._must_rebuild = True
+            return
         entries = self._db.owned(submission_id=submission_id, participant_id=participant_id)
         keys_all, keys_best = self.keys["all"], self.keys["best"]
         try:
@@ -222,6 +233,9 @@ class RedisLeaderboard:
     def refresh(self) -> None:
         """Rebuild now, waiting for a rebuild another worker may be running (it may have
         read the database before the change); on failure the next use rebuilds."""
+        if not self._breaker.available():
+            self.stale = self._must_rebuild = True
+            return
         deadline = self._monotonic() + REBUILD_LOCK_MS / 1000
         try:
             while self.rebuild() is None:
@@ -234,6 +248,9 @@ class RedisLeaderboard:
     def _verify_if_due(self) -> None:
         now = self._monotonic()
         if not self.stale and now < self._next_check:
+            return
+        if not self._breaker.available():  # stay on the database until Redis may be back
+            self.stale = True
             return
         # One verifier per worker at a time; meanwhile the others carry on (from the
         # database while the index is stale) instead of all rebuilding at once.
@@ -340,12 +357,19 @@ class RedisLeaderboard:
 
 
 def make_leaderboard(
-    settings: Settings, client: redis.Redis | None, connect: Callable[[], Connection]
+    settings: Settings,
+    client: redis.Redis | None,
+    connect: Callable[[], Connection],
+    breaker: Breaker | None = None,
 ) -> Leaderboard:
     """The Redis index when Redis is configured, else the database query."""
     database = DatabaseLeaderboard(connect)
     if client is None:
         return database
     return RedisLeaderboard(
-        client, database, f"{settings.redis_prefix}:leaderboard", settings.index_check_seconds
+        client,
+        database,
+        f"{settings.redis_prefix}:leaderboard",
+        settings.index_check_seconds,
+        breaker=breaker,
     )

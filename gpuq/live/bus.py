@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from gpuq.config import Settings
+from gpuq.store.redis import Breaker, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,11 @@ class RedisBus(LocalBus):
 
     RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
-    def __init__(self, client: redis.Redis, listener_client: redis.Redis, channel: str):
+    def __init__(
+        self, client: redis.Redis, listener_client: redis.Redis, channel: str, breaker: Breaker | None = None
+    ):
         super().__init__()
+        self._breaker = breaker or Breaker(0.0)
         self._client = client
         self._listener_client = listener_client
         self.channel = channel
@@ -146,10 +150,15 @@ class RedisBus(LocalBus):
     def publish(self, type_: str, data: dict[str, Any]) -> None:
         event = Event(type_, data, self.hub.new_id())
         message = json.dumps({"type": event.type, "data": event.data, "id": event.id}, separators=(",", ":"))
+        if not self._breaker.available():  # Redis just failed: this worker's streams only
+            self.hub.deliver(event)
+            return
         try:
             self._client.publish(self.channel, message)
         except redis.RedisError as exc:
             log.warning("could not publish a %s event, delivering to this worker only: %r", type_, exc)
+            if is_outage(exc):
+                self._breaker.trip("event bus", exc)
             self.hub.deliver(event)
 
     def subscribe(self) -> Subscription:
@@ -202,7 +211,7 @@ EventBus = LocalBus
 """What publishes and subscribes: LocalBus or its Redis twin RedisBus (a subclass)."""
 
 
-def make_bus(settings: Settings, client: redis.Redis | None) -> EventBus:
+def make_bus(settings: Settings, client: redis.Redis | None, breaker: Breaker | None = None) -> EventBus:
     """The Redis bus when Redis is configured (channel `<prefix>:events`), else the local one."""
     if client is None:
         return LocalBus()
@@ -213,4 +222,4 @@ def make_bus(settings: Settings, client: redis.Redis | None) -> EventBus:
         socket_keepalive=True,
         health_check_interval=30,
     )
-    return RedisBus(client, listener_client, f"{settings.redis_prefix}:events")
+    return RedisBus(client, listener_client, f"{settings.redis_prefix}:events", breaker)

@@ -12,6 +12,7 @@ import redis
 from gpuq.config import Settings
 from gpuq.errors import RateLimited, Unavailable
 from gpuq.ratelimit import Usage
+from gpuq.store.redis import Breaker, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 class StreamCaps:
     """Counts open streams per address (Redis or this process) and per worker."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None):
+    def __init__(self, settings: Settings, client: redis.Redis | None, breaker: Breaker | None = None):
+        self._breaker = breaker or Breaker(0.0)
         self._per_address = settings.streams_per_address
         self._per_worker = settings.streams_per_worker
         self._ttl = int(settings.stream_max_seconds) + 120  # a dead worker's counts fade out
@@ -52,17 +54,21 @@ class StreamCaps:
         with self._lock:
             self._open -= 1
         if in_redis and self._client is not None:
+            if not self._breaker.available():  # Redis just failed: the key's expiry corrects it
+                return
             try:
                 self._client.decr(f"{self._prefix}:{address}")
             except redis.RedisError as exc:  # the key's expiry corrects the count
                 log.warning("could not count a closed stream in Redis: %r", exc)
+                if is_outage(exc):
+                    self._breaker.trip("stream caps", exc)
             return
         with self._lock:
             self._local[address] = max(0, self._local.get(address, 0) - 1)
 
     def _take_address(self, address: str) -> tuple[bool, bool]:
         """(allowed, counted in Redis)."""
-        if self._client is not None:
+        if self._client is not None and self._breaker.available():
             key = f"{self._prefix}:{address}"
             try:
                 pipe = self._client.pipeline(transaction=True)
@@ -75,6 +81,8 @@ class StreamCaps:
                 return False, True
             except redis.RedisError as exc:  # same policy as the rate limits: count in memory
                 log.warning("stream caps counting in memory: %r", exc)
+                if is_outage(exc):
+                    self._breaker.trip("stream caps", exc)
         with self._lock:
             count = self._local.get(address, 0) + 1
             if count > self._per_address:

@@ -7,6 +7,10 @@ Redis-backed part already has a fallback (see each part's failure policy).
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 import redis
 from flask import Flask, current_app
 from redis.backoff import NoBackoff
@@ -15,6 +19,38 @@ from redis.retry import Retry
 from gpuq.config import Settings
 
 EXTENSION = "gpuq.redis"
+log = logging.getLogger(__name__)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says Redis is unreachable or not answering (not, say, a WRONGTYPE)."""
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError))
+
+
+class Breaker:
+    """One worker's memory of a Redis outage, shared by every Redis-backed part.
+
+    After a failure (`trip`) the parts stop asking Redis for `seconds` and use their
+    fallback at once (the database for the leaderboard, this process for events,
+    limits and stream counts), so that a paused or unreachable Redis costs one
+    timeout per worker and interval, not one per request and part. Then Redis is
+    tried again.
+    """
+
+    def __init__(self, seconds: float, monotonic: Callable[[], float] = time.monotonic):
+        self._seconds = seconds
+        self._monotonic = monotonic
+        self._open_until = 0.0
+
+    def available(self) -> bool:
+        """Whether to ask Redis now."""
+        return self._monotonic() >= self._open_until
+
+    def trip(self, part: str, exc: BaseException) -> None:
+        """`part` saw Redis fail: nobody in this worker asks it for the next `seconds`."""
+        if self.available():
+            log.warning("Redis failed (%s: %r); not asking it for %.0f s", part, exc, self._seconds)
+        self._open_until = self._monotonic() + self._seconds
 
 
 def make_client(settings: Settings) -> redis.Redis:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 
 import redis
 from sqlalchemy import text
@@ -157,7 +158,9 @@ def test_index_catches_up_after_redis_comes_back(make_app, tmp_path):
     server = RedisServer(tmp_path)
     server.start()
     try:
-        app = make_app(redis_url=server.url, ratelimit_enabled=False)
+        # Retry Redis at once, so that the recovery is seen without waiting out the retry
+        # interval (the interval itself: test_a_paused_redis_is_waited_on_once_per_interval).
+        app = make_app(redis_url=server.url, ratelimit_enabled=False, redis_retry_seconds=0)
         client = app.test_client()
         fill(client, 3)
         server.stop()
@@ -186,6 +189,35 @@ def test_paused_redis_costs_bounded_time_not_errors(make_app, tmp_path):
         assert client.get("/leaderboard").status_code == 200
         assert client.get("/").get_json()["status"] == "degraded"
         assert stored_count(app) == 2
+    finally:
+        server.stop()
+
+
+def test_a_paused_redis_is_waited_on_once_per_interval(make_app, tmp_path, caplog):
+    """After one Redis timeout the worker's limits, index and events use their fallbacks
+    for GPUQ_REDIS_RETRY_SECONDS instead of each waiting out a timeout on every request."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        app = make_app(redis_url=server.url, redis_timeout=0.2, redis_retry_seconds=3600)
+        client = app.test_client()
+        assert client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code == 201
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)  # hangs: connections stay open, nothing answers
+        try:
+            with caplog.at_level("WARNING", logger="gpuq"):
+                for accuracy in (10, 20, 30, 40, 50):
+                    answer = client.post(
+                        "/submit_qualification", json={**WORKED_EXAMPLE, "accuracy": accuracy}
+                    )
+                    assert answer.status_code == 201
+                    assert answer.get_json()["rank"] is not None  # ranked from the database
+                assert board_ranking(client) == database_ranking(app)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        waited = [r for r in caplog.records if "Timeout" in r.getMessage()]
+        assert len(waited) == 1, [r.getMessage() for r in waited]
+        assert stored_count(app) == 6
     finally:
         server.stop()
 
