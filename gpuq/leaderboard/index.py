@@ -63,9 +63,16 @@ class RedisLeaderboard:
     """The sorted-set index with the database as fallback and as the truth to rebuild from.
 
     Keys: `key` (view all), `key:best` (view best), `key:best:holders` (which
-    member holds each participant's place in view best), `key:version`.
+    member holds each participant's place in view best), `key:version`, and
+    `key:complete`, written by a rebuild in the same MULTI/EXEC that swaps the
+    sets in and by nothing else.
 
     Failure policy, per worker:
+
+    * Every read and write asks, in the same round trip, whether `key:complete`
+      exists. A Redis restarted empty, or flushed, loses it (even when the sets
+      already hold entries written since): the index is then known incomplete,
+      nothing is answered or ranked from it, and it is rebuilt at once.
 
     * A Redis error while reading marks the index `stale`: the request is
       answered from the database and the index is verified before the next use.
@@ -97,6 +104,7 @@ class RedisLeaderboard:
         self.keys = {"all": key, "best": f"{key}:best"}
         self.holders_key = f"{key}:best:holders"
         self.version_key = f"{key}:version"
+        self.complete_key = f"{key}:complete"
         self._index_sha = hashlib.sha1(_INDEX.encode()).hexdigest()
         self._check_seconds = check_seconds
         self._monotonic = monotonic
@@ -114,6 +122,15 @@ class RedisLeaderboard:
             self._breaker.trip("leaderboard index", why)
         self.stale = True
         self._must_rebuild = self._must_rebuild or rebuild
+
+    def _incomplete(self) -> None:
+        """The completeness marker is gone (Redis restarted empty, or flushed): stop trusting
+        the index and rebuild it now (one verifier per worker; a Redis lock across workers),
+        answering from the database meanwhile."""
+        if not self.stale:
+            log.warning("leaderboard index incomplete (Redis lost it): rebuilding from the database")
+        self.stale = self._must_rebuild = True
+        self._verify_if_due()
 
     def _index(self, pipe: redis.client.Pipeline, entry: Entry, keys: tuple[str, str, str]) -> None:
         """Queue the script that indexes one ranked entry into (all, best, holders).
@@ -144,14 +161,18 @@ class RedisLeaderboard:
             self._index(pipe, entry, (self.keys["all"], self.keys["best"], self.holders_key))
             pipe.incr(self.version_key)
             pipe.zrevrank(self.keys["all"], _member(entry))
+            pipe.exists(self.complete_key)
 
         if not self._breaker.available():  # Redis just failed: this entry is missed, rebuild later
             self.stale = self._must_rebuild = True
             return None
         try:
-            rank = self._run(fill)[-1]
+            *_, rank, complete = self._run(fill)
         except redis.RedisError as exc:
             self._mark_stale(exc, rebuild=True)
+            return None
+        if not complete:
+            self._incomplete()
             return None
         if self.stale:
             return None  # the index may miss better entries; let the caller ask the database
@@ -167,8 +188,11 @@ class RedisLeaderboard:
                 pipe.get(self.version_key)
                 pipe.zcard(key)
                 pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
-                version, total, rows = pipe.execute()
-                return Page([_decode(m, s) for m, s in rows], total, version)
+                pipe.exists(self.complete_key)
+                version, total, rows, complete = pipe.execute()
+                if complete:
+                    return Page([_decode(m, s) for m, s in rows], total, version)
+                self._incomplete()
             except redis.RedisError as exc:
                 self._mark_stale(exc)
             except (ValueError, UnicodeDecodeError) as exc:
@@ -181,23 +205,33 @@ class RedisLeaderboard:
         if self.stale:
             return None
         try:
-            # cast: redis-py gives its sync and async clients one return type (Awaitable | Any).
-            version = cast("bytes | None", self._redis.get(self.version_key))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(self.version_key)
+            pipe.exists(self.complete_key)
+            version, complete = pipe.execute()
         except redis.RedisError as exc:
             self._mark_stale(exc)
             return None
-        return version
+        if not complete:
+            self._incomplete()
+            return None
+        return cast("bytes | None", version)
 
     def rank(self, entry: Entry, view: str = "all") -> int:
         self._verify_if_due()
         if not self.stale:
             try:
-                rank = cast("int | None", self._redis.zrevrank(self.keys[view], _member(entry)))
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.zrevrank(self.keys[view], _member(entry))
+                pipe.exists(self.complete_key)
+                rank, complete = pipe.execute()
             except redis.RedisError as exc:
                 self._mark_stale(exc)
             else:
-                if rank is not None:
-                    return rank + 1
+                if not complete:
+                    self._incomplete()
+                elif rank is not None:
+                    return int(rank) + 1
                 # Not indexed (yet): the database knows; the periodic check repairs a real loss.
         return self._db.rank(entry, view)
 
@@ -275,7 +309,11 @@ class RedisLeaderboard:
             pipe = self._redis.pipeline(transaction=False)
             pipe.zcard(self.keys["all"])
             pipe.zcard(self.keys["best"])
-            indexed = tuple(pipe.execute())
+            pipe.exists(self.complete_key)
+            *counts, complete = pipe.execute()
+            indexed = tuple(counts)
+            if not complete:  # never built, or lost by a restart or a flush
+                self._must_rebuild = True
         except redis.ResponseError:  # WRONGTYPE: someone wrote another type under our keys
             self._must_rebuild = True
             indexed = (-1, -1)
@@ -322,6 +360,7 @@ class RedisLeaderboard:
                 if temp in written:
                     pipe.rename(temp, final)
             pipe.set(self.version_key, secrets.randbits(48))
+            pipe.set(self.complete_key, "1")
             pipe.execute()
             for batch in self._db.all_entries(after_id=last_id):
 

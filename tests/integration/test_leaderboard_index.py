@@ -316,3 +316,32 @@ def test_moderation_rewrites_only_the_entries_concerned(make_app):
         assert not board.stale and matches(), url
     holders = {k.decode(): int(v.split(b":")[0]) for k, v in board._redis.hgetall(board.holders_key).items()}
     assert holders == {"alice": best, "bob": bobs}
+
+
+def test_after_redis_restarts_empty_no_read_or_rank_comes_from_an_incomplete_index(make_app, tmp_path):
+    """Two workers that never saw an error (redis-py reconnects quietly) and a long check
+    interval: the index written only since the restart must not be trusted."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        settings = {"redis_url": server.url, "ratelimit_enabled": False, "index_check_seconds": 3600.0}
+        first, second = make_app(**settings), make_app(**settings)
+        one, two = first.test_client(), second.test_client()
+        fill(one, 20)
+        assert board_ranking(two) == database_ranking(first)
+        server.stop()
+        server.start()  # empty, on the same port; no request saw it go
+        for client in (one, two, one, two):
+            low = client.post(
+                "/submit_qualification", json={**WORKED_EXAMPLE, "accuracy": 0, "memory_usage": 0}
+            )
+            assert low.status_code == 201
+            ranking = database_ranking(first)
+            assert (
+                low.get_json()["rank"]
+                == [sid for sid, _ in ranking].index(low.get_json()["submission_id"]) + 1
+            )
+            assert board_ranking(one) == ranking and board_ranking(two) == ranking
+        assert index_members(first) == [sid for sid, _ in database_ranking(first)]
+    finally:
+        server.stop()
