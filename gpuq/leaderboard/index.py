@@ -47,6 +47,21 @@ def _member(entry: Entry) -> str:
     return member if entry.participant is None else f"{member}:{entry.participant}"
 
 
+COMPLETE_BASE = 1 << 52
+"""A rebuilt index's version is at least this (see RedisLeaderboard)."""
+
+
+def _complete(version: object) -> bool:
+    """Whether an index version (bytes from GET, an int from INCR, or None) is one a
+    rebuild started: at least COMPLETE_BASE."""
+    if not isinstance(version, bytes | int):
+        return False
+    try:
+        return int(version) >= COMPLETE_BASE
+    except ValueError:  # not a number: someone else's value under our key
+        return False
+
+
 def _decode(member: bytes, composite: float) -> Entry:
     """Inverse of _member/composite_key; raises ValueError on anything malformed."""
     id_text, millis_text, *name = member.decode("ascii").split(":")
@@ -63,16 +78,20 @@ class RedisLeaderboard:
     """The sorted-set index with the database as fallback and as the truth to rebuild from.
 
     Keys: `key` (view all), `key:best` (view best), `key:best:holders` (which
-    member holds each participant's place in view best), `key:version`, and
-    `key:complete`, written by a rebuild in the same MULTI/EXEC that swaps the
-    sets in and by nothing else.
+    member holds each participant's place in view best), `key:version`.
+
+    The version says whether the index is complete: a rebuild sets it, in the
+    MULTI/EXEC that swaps the sets in, to a random number of at least
+    COMPLETE_BASE, and writes only INCR it. After a restart or a flush it is
+    missing, or counts up from 1 (INCR of a missing key): below COMPLETE_BASE.
 
     Failure policy, per worker:
 
-    * Every read and write asks, in the same round trip, whether `key:complete`
-      exists. A Redis restarted empty, or flushed, loses it (even when the sets
-      already hold entries written since): the index is then known incomplete,
-      nothing is answered or ranked from it, and it is rebuilt at once.
+    * Every read and write reads the version in the same round trip (it already
+      did, for the page cache). A Redis restarted empty, or flushed, loses it
+      (even when the sets already hold entries written since): the index is
+      then known incomplete, nothing is answered or ranked from it, and it is
+      rebuilt at once.
 
     * A Redis error while reading marks the index `stale`: the request is
       answered from the database and the index is verified before the next use.
@@ -104,7 +123,6 @@ class RedisLeaderboard:
         self.keys = {"all": key, "best": f"{key}:best"}
         self.holders_key = f"{key}:best:holders"
         self.version_key = f"{key}:version"
-        self.complete_key = f"{key}:complete"
         self._index_sha = hashlib.sha1(_INDEX.encode()).hexdigest()
         self._check_seconds = check_seconds
         self._monotonic = monotonic
@@ -161,17 +179,16 @@ class RedisLeaderboard:
             self._index(pipe, entry, (self.keys["all"], self.keys["best"], self.holders_key))
             pipe.incr(self.version_key)
             pipe.zrevrank(self.keys["all"], _member(entry))
-            pipe.exists(self.complete_key)
 
         if not self._breaker.available():  # Redis just failed: this entry is missed, rebuild later
             self.stale = self._must_rebuild = True
             return None
         try:
-            *_, rank, complete = self._run(fill)
+            *_, version, rank = self._run(fill)
         except redis.RedisError as exc:
             self._mark_stale(exc, rebuild=True)
             return None
-        if not complete:
+        if not _complete(version):
             self._incomplete()
             return None
         if self.stale:
@@ -188,9 +205,8 @@ class RedisLeaderboard:
                 pipe.get(self.version_key)
                 pipe.zcard(key)
                 pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
-                pipe.exists(self.complete_key)
-                version, total, rows, complete = pipe.execute()
-                if complete:
+                version, total, rows = pipe.execute()
+                if _complete(version):
                     return Page([_decode(m, s) for m, s in rows], total, version)
                 self._incomplete()
             except redis.RedisError as exc:
@@ -205,17 +221,15 @@ class RedisLeaderboard:
         if self.stale:
             return None
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(self.version_key)
-            pipe.exists(self.complete_key)
-            version, complete = pipe.execute()
+            # cast: redis-py gives its sync and async clients one return type (Awaitable | Any).
+            version = cast("bytes | None", self._redis.get(self.version_key))
         except redis.RedisError as exc:
             self._mark_stale(exc)
             return None
-        if not complete:
+        if not _complete(version):
             self._incomplete()
             return None
-        return cast("bytes | None", version)
+        return version
 
     def rank(self, entry: Entry, view: str = "all") -> int:
         self._verify_if_due()
@@ -223,12 +237,12 @@ class RedisLeaderboard:
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.zrevrank(self.keys[view], _member(entry))
-                pipe.exists(self.complete_key)
-                rank, complete = pipe.execute()
+                pipe.get(self.version_key)
+                rank, version = pipe.execute()
             except redis.RedisError as exc:
                 self._mark_stale(exc)
             else:
-                if not complete:
+                if not _complete(version):
                     self._incomplete()
                 elif rank is not None:
                     return int(rank) + 1
@@ -309,10 +323,10 @@ class RedisLeaderboard:
             pipe = self._redis.pipeline(transaction=False)
             pipe.zcard(self.keys["all"])
             pipe.zcard(self.keys["best"])
-            pipe.exists(self.complete_key)
-            *counts, complete = pipe.execute()
+            pipe.get(self.version_key)
+            *counts, version = pipe.execute()
             indexed = tuple(counts)
-            if not complete:  # never built, or lost by a restart or a flush
+            if not _complete(version):  # never built, or lost by a restart or a flush
                 self._must_rebuild = True
         except redis.ResponseError:  # WRONGTYPE: someone wrote another type under our keys
             self._must_rebuild = True
@@ -359,8 +373,7 @@ class RedisLeaderboard:
                 pipe.delete(final)
                 if temp in written:
                     pipe.rename(temp, final)
-            pipe.set(self.version_key, secrets.randbits(48))
-            pipe.set(self.complete_key, "1")
+            pipe.set(self.version_key, COMPLETE_BASE + secrets.randbits(48))
             pipe.execute()
             for batch in self._db.all_entries(after_id=last_id):
 
