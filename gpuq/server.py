@@ -9,12 +9,14 @@ worker builds its own app (engines and pools after the fork).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -26,10 +28,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("gpuq.server")
 
 
+def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it cannot parse (bad framing, a request line or
+    headers too large), as problem+json with the service's security headers instead of
+    gunicorn's HTML page: every error leaving the service has the same shape."""
+    body = json.dumps(
+        {"type": "about:blank", "title": reason, "status": status_int, "detail": mesg or reason},
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/problem+json\r\n"
+        "Cache-Control: no-store\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
+
+
 class GpuqWorker(GeventWorker):
     """gunicorn's gevent worker that ends its live streams when told to stop, so that a
     graceful shutdown or restart does not wait out the graceful timeout on them
     (clients reconnect to another worker at once)."""
+
+    def init_process(self) -> None:
+        # gunicorn writes its own error pages through this one function (Worker.handle_error
+        # looks it up at call time); the worker process answers them our way instead.
+        gunicorn_util.write_error = write_problem
+        super().init_process()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         from gpuq.api.context import EXTENSION

@@ -532,3 +532,38 @@ def test_slot_race_two_servers_sixteen_threads_never_double_lease(start_server, 
         for owned in by_owner.values():
             for earlier, later in itertools.pairwise(owned):
                 assert earlier.ended_at <= later.granted_at, (earlier, later)
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send raw bytes to the server; returns the status line, headers and body it answers."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"THIS IS NOT HTTP\r\n\r\n", 400),
+        (b"GET /" + b"a" * 4500 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),  # the limit is 4094
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_requests_the_http_server_cannot_parse_get_problem_json_too(
+    start_server, tmp_path, request_bytes, status
+):
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path / 'gpuq.sqlite3'}")
+    status_line, headers, body = _raw_exchange(server.port, request_bytes)
+    assert status_line.startswith(f"HTTP/1.1 {status} ")
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["detail"]
