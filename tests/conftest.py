@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -41,15 +42,24 @@ SPEC_CURL_BODY = {
 }
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A migrated throw-away PostgreSQL database for the whole run."""
+@contextlib.contextmanager
+def migrated_database() -> Iterator[str]:
+    """A migrated throw-away PostgreSQL database, dropped afterwards; yields its URL."""
     url = services.create_database()
     engine = make_engine(Settings(database_url=url))
     migrate.upgrade(engine)
     engine.dispose()
-    yield url
-    services.drop_database(url)
+    try:
+        yield url
+    finally:
+        services.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated throw-away PostgreSQL database for the whole run."""
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

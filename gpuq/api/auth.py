@@ -69,7 +69,9 @@ def refuse_misplaced_keys() -> None:
     (the request then runs anonymously); refuse it instead, saying how to send it. A key
     in the query string also ends up in proxies' and servers' logs."""
     header = next((name for name in MISPLACED_HEADERS if name in request.headers), None)
-    parameter = next((name for name in MISPLACED_PARAMETERS if name in request.args), None)
+    parameter = None
+    if request.query_string:  # most requests have none: do not build request.args for them
+        parameter = next((name for name in MISPLACED_PARAMETERS if name in request.args), None)
     if header is not None or parameter is not None:
         where = f"the {header} header" if header is not None else f"the query parameter {parameter!r}"
         raise InvalidInput(

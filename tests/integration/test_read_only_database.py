@@ -10,23 +10,16 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gpuq.app import runtime_of
-from gpuq.config import Settings
-from gpuq.store import migrate
-from gpuq.store.db import make_engine
 from tests import services
-from tests.conftest import WORKED_EXAMPLE, stored_count
+from tests.conftest import WORKED_EXAMPLE, migrated_database, stored_count
 
 
 @pytest.fixture
 def own_database() -> Iterator[str]:
     """A database of this test's own, since the test switches it to read-only (requested
     before make_app, so that it is dropped after the app is done with it)."""
-    url = services.create_database()
-    engine = make_engine(Settings(database_url=url))
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url
-    services.drop_database(url)
+    with migrated_database() as url:
+        yield url
 
 
 def set_read_only(url: str, on: bool) -> None:
