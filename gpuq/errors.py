@@ -42,12 +42,14 @@ class NotFound(Refused):
 
 
 class RateLimited(GpuqError):
-    """A rate limit is used up; `usage` says when to retry (a gpuq.ratelimit.Usage)."""
+    """A rate limit is used up; `usage` says when to retry (a gpuq.ratelimit.Usage), `scope`
+    which limit it was ("daily", "submit", "participant" or "keyed"; gpuq.ratelimit)."""
 
-    def __init__(self, description: str, usage: Any):
+    def __init__(self, description: str, usage: Any, scope: str):
         super().__init__(f"{description} exceeded")
         self.description = description
         self.usage = usage
+        self.scope = scope
 
 
 class Unavailable(GpuqError):

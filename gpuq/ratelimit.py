@@ -111,7 +111,7 @@ class RateLimits:
         for item in self._participant:
             usage = self._stats(item, ids)
             if usage.remaining <= 0:
-                raise RateLimited(f"{_DESCRIPTIONS['participant']} ({item})", usage)
+                raise RateLimited(f"{_DESCRIPTIONS['participant']} ({item})", usage, "participant")
 
     def take_submitter(self, address: str, participant_id: int | None) -> Usage | None:
         """Use one of `address`'s submissions and, for a participant, one of theirs; raises
@@ -153,7 +153,7 @@ class RateLimits:
             allowed, usage = self._hit(item, (scope, address), report)
             if not allowed:
                 assert usage is not None
-                raise RateLimited(f"{_DESCRIPTIONS[scope]} ({item})", usage)
+                raise RateLimited(f"{_DESCRIPTIONS[scope]} ({item})", usage, scope)
             if usage is not None and (reported is None or usage.remaining < reported.remaining):
                 reported = usage
         return reported
