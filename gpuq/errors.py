@@ -43,7 +43,8 @@ class NotFound(Refused):
 
 class RateLimited(GpuqError):
     """A rate limit is used up; `usage` says when to retry (a gpuq.ratelimit.Usage), `scope`
-    which limit it was ("daily", "submit", "participant" or "keyed"; gpuq.ratelimit)."""
+    which limit it was ("daily", "submit", "participant", "keyed" from gpuq.ratelimit; "streams" from
+    gpuq.live.caps)."""
 
     def __init__(self, description: str, usage: Any, scope: str):
         super().__init__(f"{description} exceeded")

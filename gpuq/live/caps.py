@@ -47,7 +47,7 @@ class StreamCaps:
             with self._lock:
                 self._open -= 1
             usage = Usage(self._per_address, 0, int(time.time()) + 5, 5)
-            raise RateLimited(f"limit of {self._per_address} open live streams per address", usage)
+            raise RateLimited(f"limit of {self._per_address} open live streams per address", usage, "streams")
         return in_redis
 
     def release(self, address: str, in_redis: bool) -> None:
