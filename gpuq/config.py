@@ -50,9 +50,10 @@ class Settings:
     secret_key: str = "dev-only-not-secret"
     """FLASK_SECRET_KEY."""
     submit_limit: str = "10 per hour"
-    """GPUQ_SUBMIT_LIMIT: accepted submissions per client address."""
+    """GPUQ_SUBMIT_LIMIT: accepted anonymous submissions per client address."""
     daily_limit: str = "200 per day"
-    """GPUQ_DAILY_LIMIT: requests per client address over all limited routes together."""
+    """GPUQ_DAILY_LIMIT: requests over all limited routes together, per client address for
+    anonymous requests and per participant for requests with a valid API key."""
     trusted_proxies: int = 0
     """GPUQ_TRUSTED_PROXIES: how many X-Forwarded-For hops to trust (0: use the socket peer)."""
     auto_migrate: bool = True
@@ -93,7 +94,10 @@ class Settings:
     """GPUQ_RATELIMIT_ENABLED: off only for benchmarks and tests."""
     participant_limit: str = "10 per hour"
     """GPUQ_PARTICIPANT_LIMIT: accepted submissions per participant (API key), over all
-    addresses together; applies in addition to GPUQ_SUBMIT_LIMIT."""
+    addresses together (keyed submissions do not use GPUQ_SUBMIT_LIMIT)."""
+    keyed_address_limit: str = ""
+    """GPUQ_KEYED_ADDRESS_LIMIT: accepted submissions with an API key per client address, over
+    every participant together (a ceiling against farming keys); empty means none."""
     open_registration: bool = True
     """GPUQ_OPEN_REGISTRATION: anyone may register with POST /participants; when false
     only admins create participants."""
@@ -119,8 +123,10 @@ class Settings:
     submissions) may run; the request path keeps GPUQ_DB_TIMEOUT."""
 
     def __post_init__(self) -> None:
-        for name in ("submit_limit", "daily_limit", "participant_limit"):
+        for name in ("submit_limit", "daily_limit", "participant_limit", "keyed_address_limit"):
             value = getattr(self, name)
+            if name == "keyed_address_limit" and not value:
+                continue
             try:
                 parse_many(value)
             except ValueError as exc:
@@ -216,6 +222,7 @@ _ENV_NAMES = {
     "stream_heartbeat_seconds": "GPUQ_STREAM_HEARTBEAT_SECONDS",
     "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",
     "participant_limit": "GPUQ_PARTICIPANT_LIMIT",
+    "keyed_address_limit": "GPUQ_KEYED_ADDRESS_LIMIT",
     "open_registration": "GPUQ_OPEN_REGISTRATION",
     "allow_anonymous": "GPUQ_ALLOW_ANONYMOUS",
     "admin_timeout": "GPUQ_ADMIN_TIMEOUT",

@@ -10,6 +10,7 @@ under one `app.extensions` key; handlers reach it through
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 
 import redis
@@ -23,12 +24,13 @@ from gpuq.live.bus import EventBus, make_bus
 from gpuq.live.caps import StreamCaps
 from gpuq.moderation import ModerationService
 from gpuq.participants import Registry
-from gpuq.ratelimit import RateLimits
+from gpuq.ratelimit import History, RateLimits
 from gpuq.slots.service import SlotService
 from gpuq.store import db
 from gpuq.store import redis as redis_store
 from gpuq.store.db import Database
 from gpuq.store.redis import Breaker
+from gpuq.submissions import store
 from gpuq.submissions.profiles import ProfileCache
 from gpuq.submissions.rescoring import ScoringService
 from gpuq.submissions.service import SubmissionService
@@ -55,6 +57,16 @@ class Runtime:
     """Set when this worker has been told to stop: /readyz then says so."""
 
 
+def _history_of(database: Database) -> History:
+    """The submission limits' truth: the times of stored submissions (gpuq.ratelimit)."""
+
+    def history(scope: str, who: str, since: dt.datetime, limit: int) -> list[dt.datetime]:
+        with database.autocommit() as connection:
+            return store.accepted_times(connection, scope, who, since, limit)
+
+    return history
+
+
 def build(settings: Settings, clock: Clock = utcnow) -> Runtime:
     """Everything for `settings`; `clock` is "now" for every service (tests pass their own;
     with the default, slot leases follow the database's clock)."""
@@ -63,7 +75,7 @@ def build(settings: Settings, clock: Clock = utcnow) -> Runtime:
     breaker = Breaker(settings.redis_retry_seconds)  # one memory of Redis outages per worker
     board = make_leaderboard(settings, client, database.autocommit, breaker)
     profiles = ProfileCache.seeded_by(database, settings, clock)
-    limits = RateLimits(settings, client.connection_pool if client else None, breaker)
+    limits = RateLimits(settings, client, breaker, _history_of(database), clock)
     bus = make_bus(settings, client, breaker)
     slots = SlotService(database, bus.publish, settings, None if clock is utcnow else clock)
     return Runtime(

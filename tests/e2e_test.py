@@ -193,6 +193,44 @@ def test_two_servers_share_one_quota_exactly(start_server, database, redis_serve
     assert len(stored(database)) == 10
 
 
+def test_a_burst_of_600_from_one_address_accepts_exactly_ten_before_and_after_a_redis_restart(
+    start_server, database, redis_server
+):
+    """More simultaneous requests than the Redis pool has connections: they wait for one
+    instead of failing over to per-worker memory counters; after Redis restarts empty the
+    exhausted address is still exhausted (the limit is seeded from the stored submissions)."""
+    env = {
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_server.url,
+        "WEB_CONCURRENCY": "2",
+        "GPUQ_DAILY_LIMIT": "100000 per day",  # so that every request reaches the submission limit
+    }
+    servers = [start_server(**env), start_server(**env)]
+
+    def burst(size: int) -> list[int]:
+        barrier = threading.Barrier(size)
+
+        def attempt(i: int) -> int:
+            session = requests.Session()
+            barrier.wait()
+            url = f"{servers[i % 2].base}/submit_qualification"
+            return session.post(url, json=WORKED_EXAMPLE, timeout=60).status_code
+
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            return list(pool.map(attempt, range(size)))
+
+    statuses = burst(600)
+    assert statuses.count(201) == 10, sorted(set(statuses))
+    assert statuses.count(429) == 590
+    assert len(stored(database)) == 10
+
+    redis_server.stop()
+    redis_server.start()  # the same port, empty
+    statuses = burst(200)
+    assert statuses.count(429) == 200, sorted(set(statuses))
+    assert len(stored(database)) == 10
+
+
 def test_embedded_mode_runs_one_worker_on_sqlite(start_server, tmp_path):
     server = start_server(DATABASE_URL=f"sqlite:///{tmp_path / 'e2e.sqlite3'}", WEB_CONCURRENCY="4")
     assert "embedded mode" in server.log()

@@ -8,6 +8,8 @@ from typing import TypeVar
 
 from flask import Flask, Response, g, request
 
+from gpuq.api import auth
+from gpuq.errors import GpuqError
 from gpuq.ratelimit import RateLimits, Usage
 
 View = TypeVar("View", bound=Callable[..., object])
@@ -21,6 +23,16 @@ def client_address() -> str:
     """The address quotas are counted against: the socket peer, or with GPUQ_TRUSTED_PROXIES=N
     the address werkzeug's ProxyFix took N hops back in X-Forwarded-For."""
     return request.remote_addr or "unknown"
+
+
+def caller_id() -> int | None:
+    """The participant whose daily limit a request uses, or None for the address's: a request
+    with a bad key counts against its address (the view then answers 401)."""
+    try:
+        member = auth.caller()
+    except GpuqError:
+        return None
+    return None if member is None else member.id
 
 
 def exempt(view: View) -> View:
@@ -52,7 +64,7 @@ def init_app(app: Flask, limits: RateLimits) -> None:
             return
         if g.get("gpuq_unlimited"):  # an admin (gpuq.api.auth)
             return
-        report(limits.take_daily(client_address(), report=True))
+        report(limits.take_daily(client_address(), caller_id(), report=True))
 
     app.after_request(add_headers)
 

@@ -41,7 +41,7 @@ def submit_qualification() -> Response:
         replay = service.find_replay(scope_of(address, member), key, digest)
         if replay is not None:  # a retry of a finished request: answered again, using no quota
             return _answer(replay)
-    runtime().limits.take_daily(address, report=False)
+    runtime().limits.take_daily(address, None if member is None else member.id, report=False)
     if malformed is not None:
         raise malformed
     service.check_submitter(member)

@@ -224,6 +224,16 @@ Index(
     postgresql_where=_OWNED,
     sqlite_where=_OWNED,
 )
+# The submission limits' truth (gpuq.ratelimit): an address's and a participant's recent
+# submissions, newest first, read when a limit's log is seeded.
+Index("ix_submissions_address_created", Submission.client_address, Submission.created_at)
+Index(
+    "ix_submissions_participant_created",
+    Submission.participant_id,
+    Submission.created_at,
+    postgresql_where=_OWNED,
+    sqlite_where=_OWNED,
+)
 
 
 class ScoreHistory(Base):

@@ -246,6 +246,25 @@ def earlier_scores(connection: Connection, submission_id: int) -> list[tuple[int
     return [(version, earlier) for version, earlier in rows]
 
 
+def accepted_times(
+    connection: Connection, scope: str, who: str, since: dt.datetime, limit: int
+) -> list[dt.datetime]:
+    """When the newest (at most `limit`) submissions after `since` that count against the
+    submission limit `scope` of `who` were stored (gpuq.ratelimit.History)."""
+    if scope == "participant":
+        whose = TABLE.c.participant_id == int(who)
+    else:  # an address's anonymous ("submit") or keyed ("keyed") submissions
+        keyed = TABLE.c.participant_id.is_not(None) if scope == "keyed" else TABLE.c.participant_id.is_(None)
+        whose = (TABLE.c.client_address == who) & keyed
+    rows = connection.execute(
+        select(TABLE.c.created_at)
+        .where(whose, TABLE.c.created_at > since)
+        .order_by(TABLE.c.created_at.desc())
+        .limit(limit)
+    )
+    return [at for (at,) in rows]
+
+
 def of_participant(
     connection: Connection, participant_id: int, offset: int, limit: int
 ) -> list[StoredSubmission]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import WORKED_EXAMPLE, stored_count
+from gpuq.app import runtime_of
+from tests.conftest import WORKED_EXAMPLE, bearer, register, stored_count, submit_as
+from tests.services import delete_prefix
 
 PROBLEM = "application/problem+json"
 
@@ -84,3 +86,91 @@ def test_addresses_have_separate_quotas(make_app):
 def test_configured_submission_limits_apply(make_app, limit):
     client = make_app(submit_limit=limit).test_client()
     assert [submit(client).status_code for _ in range(4)] == [201, 201, 201, 429]
+
+
+def lose_counters(make_app, backend, **settings):
+    """An app whose limit counters are gone: Redis flushed (PostgreSQL + Redis), or a new
+    process's memory (embedded); the database keeps its submissions."""
+    if "redis_url" in backend:
+        delete_prefix(backend["redis_url"], backend["redis_prefix"])
+        return make_app(**settings)
+    return make_app(**settings)  # a second app starts with empty memory counters
+
+
+def test_an_exhausted_address_stays_exhausted_when_the_counters_are_lost(make_app, backend):
+    app = make_app(submit_limit="2 per hour")
+    client = app.test_client()
+    assert [submit(client).status_code for _ in range(3)] == [201, 201, 429]
+
+    fresh = lose_counters(make_app, backend, submit_limit="2 per hour").test_client()
+    refused = submit(fresh)
+    assert refused.status_code == 429
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 3500 <= int(refused.headers["Retry-After"]) <= 3600  # the oldest stored one frees first
+    submit_quota = [q for q in fresh.get("/quota").get_json()["limits"] if q["scope"] == "submit"]
+    assert submit_quota[0]["remaining"] == 0
+    assert stored_count(app) == 2
+
+
+def test_a_participant_stays_exhausted_when_the_counters_are_lost(make_app, backend):
+    app = make_app(participant_limit="1 per hour")
+    client = app.test_client()
+    key = register(client, "alice")
+    assert submit_as(client, key, "10.0.0.1").status_code == 201
+
+    fresh = lose_counters(make_app, backend, participant_limit="1 per hour").test_client()
+    refused = submit_as(fresh, key, "10.0.0.2")
+    assert refused.status_code == 429
+    assert "participant" in refused.get_json()["detail"]
+    assert stored_count(app) == 1
+
+
+def test_a_venue_behind_one_address_is_limited_per_participant(make_app):
+    """Eleven participants behind one NAT: each has their own submissions and daily requests;
+    the address's quota is for anonymous submissions only."""
+    app = make_app(submit_limit="2 per hour", daily_limit="3 per day", participant_limit="1 per hour")
+    client = app.test_client()
+    registry = runtime_of(app).participants  # as an organiser would: the venue's address uses nothing
+    keys = [registry.create(f"team{i}", is_admin=False, actor="organiser")[1] for i in range(11)]
+    for key in keys:
+        assert submit_as(client, key, "192.0.2.7").status_code == 201
+    assert stored_count(app) == 11
+    # Each participant's daily requests are their own: two more reads each, then the fourth is refused.
+    first = keys[0]
+    statuses = [
+        client.get(
+            "/participants/me", headers=bearer(first), environ_base={"REMOTE_ADDR": "192.0.2.7"}
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert (
+        client.get(
+            "/participants/me", headers=bearer(keys[1]), environ_base={"REMOTE_ADDR": "192.0.2.7"}
+        ).status_code
+        == 200
+    )
+    # The address's anonymous quota is untouched by the keyed submissions.
+    assert [submit_as(client, None, "192.0.2.7").status_code for _ in range(3)] == [201, 201, 429]
+
+
+def test_the_keyed_address_ceiling_limits_keyed_submissions_per_address(make_app):
+    app = make_app(keyed_address_limit="2 per hour")
+    client = app.test_client()
+    keys = [register(client, name) for name in ("ann", "bob", "cat")]
+    assert [submit_as(client, key, "192.0.2.8").status_code for key in keys] == [201, 201, 429]
+    refused = submit_as(client, keys[2], "192.0.2.8")
+    assert "API key from this address" in refused.get_json()["detail"]
+    assert submit_as(client, keys[2], "192.0.2.9").status_code == 201  # another address
+    assert submit_as(client, None, "192.0.2.8").status_code == 201  # anonymous: the address quota
+    quota = client.get(
+        "/quota", headers=bearer(keys[0]), environ_base={"REMOTE_ADDR": "192.0.2.8"}
+    ).get_json()
+    assert {q["scope"] for q in quota["limits"]} == {"daily", "participant", "keyed"}
+
+
+def test_a_bad_key_counts_against_the_address(make_app):
+    client = make_app(daily_limit="2 per day").test_client()
+    wrong = {"Authorization": "Bearer not-a-key"}
+    assert [client.get("/participants/me", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
+    assert client.get("/submissions/1").status_code == 429  # the same address, anonymous
