@@ -164,6 +164,40 @@ def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_
         driver.quit()
 
 
+def test_a_refused_board_says_why_and_goes_live_once_a_stream_is_free(start_live, tmp_path):
+    """The sixth viewer behind one address used to get an empty page for good after its 429."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = start_live(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'refused.sqlite3'}",
+        GPUQ_STREAMS_PER_ADDRESS="1",  # the fixture's short heartbeat frees a closed stream's slot soon
+    )
+    created = submit(server)
+    holder = EventStream(f"{server.base}/leaderboard/stream")  # takes this address's one stream
+    driver = browser()
+    try:
+        holder.wait_for("snapshot")
+        driver.get(f"{server.base}/board")
+        connection = (By.ID, "connection")
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element(connection, "retrying in"))
+        waiting = driver.find_element(*connection)
+        assert waiting.get_attribute("data-state") == "waiting"
+        assert "live streams per address" in waiting.text  # the server's own reason
+
+        holder.close()
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(*connection).get_attribute("data-state") == "live"
+        )
+        assert driver.find_element(*connection).text == "live"
+        selector = f'#leaders tbody tr[data-submission-id="{created["submission_id"]}"]'
+        WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, selector)))
+    finally:
+        holder.close()
+        driver.quit()
+
+
 def test_a_stream_ends_after_its_maximum_lifetime(start_live, tmp_path):
     server = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'life.sqlite3'}", GPUQ_STREAM_MAX_SECONDS="1")
     response = requests.get(f"{server.base}/leaderboard/stream", stream=True, timeout=(5, 30))

@@ -123,52 +123,113 @@
     $("total").textContent = String(total);
   }
 
-  function connect() {
-    const source = new EventSource("/leaderboard/stream");
-    source.onopen = () => { $("connection").dataset.state = "live"; $("connection").textContent = "live"; };
-    source.onerror = () => { $("connection").dataset.state = "lost"; $("connection").textContent = "reconnecting…"; };
-    source.addEventListener("snapshot", (message) => {
-      const data = JSON.parse(message.data);
-      state.histogram = data.histogram;
-      state.records = data.records;
-      setTotal(data.total);
-      renderLeaders(data.leaderboard);
-      renderHistogram();
-      renderRecords();
-      renderSlots(data.slots);
-    });
-    source.addEventListener("slot", (message) => {
-      const data = JSON.parse(message.data);
-      renderSlots(data.slots);
-      $("announcer").textContent = `Slot ${data.slot}: ${data.action} (${data.participant})`;
-    });
-    source.addEventListener("leaderboard", (message) => {
-      const data = JSON.parse(message.data);
-      renderLeaders(data.leaderboard, state.lastId);
-      setTotal(data.total);
-    });
-    source.addEventListener("submission", (message) => {
-      const s = JSON.parse(message.data);
-      state.lastId = s.submission_id;
-      if (s.rank !== null) {  // ranked: counted in the histogram and the records
-        state.histogram[Math.min(Math.floor(s.score / 10), BUCKETS - 1)] += 1;
-        const best = state.records.length ? state.records[state.records.length - 1].score : -1;
-        if (s.score > best) state.records.push({ at: s.submitted_at, score: s.score });
-      }
-      // The board shows each participant once: only an anonymous entry surely adds a row
-      // (a participant's count is corrected by the next leaderboard event).
-      if (s.participant === null && s.rank !== null) setTotal(state.total + 1);
-      renderHistogram();
-      renderRecords();
-      const who = s.participant ? `${s.participant}'s submission #${s.submission_id}` : `Submission #${s.submission_id}`;
-      const text = `${who} scored ${s.score.toFixed(2)}` + (s.rank ? `, rank ${s.rank}` : "");
-      $("announcer").textContent = text;
-      const item = document.createElement("li");
-      item.textContent = `${time(s.submitted_at)} · ${text}`;
-      $("latest").prepend(item);
-      while ($("latest").children.length > 5) $("latest").lastChild.remove();
-    });
+  // The stream is read with fetch rather than EventSource: EventSource gives up for good on
+  // any refusal (a 429 when an address has its streams open, a 503 when a worker is full),
+  // leaving an empty page, and cannot tell why. Here a refusal is shown with its reason and
+  // retried after Retry-After, or with a doubling, jittered back-off; a dropped stream is
+  // reopened the same way (the server sends a fresh snapshot on every connection).
+  const handlers = {};
+  function on(kind, handler) { handlers[kind] = handler; }
+
+  function status(stateName, text) {
+    $("connection").dataset.state = stateName;
+    $("connection").textContent = text;
   }
+
+  let failures = 0;
+  function retryLater(reason, retryAfterSeconds) {
+    failures += 1;
+    const backoff = Math.min(60, 2 ** Math.min(failures - 1, 6)) * (0.75 + Math.random() / 2);
+    const seconds = Math.max(1, Math.round(retryAfterSeconds > 0 ? retryAfterSeconds : backoff));
+    status("waiting", `${reason}; retrying in ${seconds} s`);
+    setTimeout(connect, seconds * 1000);
+  }
+
+  function dispatch(block) {
+    let kind = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) kind = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (data.length && handlers[kind]) handlers[kind]({ data: data.join("\n") });
+  }
+
+  async function connect() {
+    status("connecting", "connecting…");
+    let response;
+    try {
+      response = await fetch("/leaderboard/stream", { headers: { Accept: "text/event-stream" }, cache: "no-store" });
+    } catch (error) {
+      retryLater("cannot reach the server", 0);
+      return;
+    }
+    if (!response.ok) {
+      let detail = `the server answered ${response.status}`;
+      try { detail = (await response.json()).detail || detail; } catch (error) { /* not a problem body */ }
+      retryLater(`live updates refused: ${detail}`, Number(response.headers.get("Retry-After")) || 0);
+      return;
+    }
+    failures = 0;
+    status("live", "live");
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          dispatch(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (error) { /* the connection dropped */ }
+    retryLater("the live stream ended", 0);
+  }
+
+  on("snapshot", (message) => {
+    const data = JSON.parse(message.data);
+    state.histogram = data.histogram;
+    state.records = data.records;
+    setTotal(data.total);
+    renderLeaders(data.leaderboard);
+    renderHistogram();
+    renderRecords();
+    renderSlots(data.slots);
+  });
+  on("slot", (message) => {
+    const data = JSON.parse(message.data);
+    renderSlots(data.slots);
+    $("announcer").textContent = `Slot ${data.slot}: ${data.action} (${data.participant})`;
+  });
+  on("leaderboard", (message) => {
+    const data = JSON.parse(message.data);
+    renderLeaders(data.leaderboard, state.lastId);
+    setTotal(data.total);
+  });
+  on("submission", (message) => {
+    const s = JSON.parse(message.data);
+    state.lastId = s.submission_id;
+    if (s.rank !== null) {  // ranked: counted in the histogram and the records
+      state.histogram[Math.min(Math.floor(s.score / 10), BUCKETS - 1)] += 1;
+      const best = state.records.length ? state.records[state.records.length - 1].score : -1;
+      if (s.score > best) state.records.push({ at: s.submitted_at, score: s.score });
+    }
+    // The board shows each participant once: only an anonymous entry surely adds a row
+    // (a participant's count is corrected by the next leaderboard event).
+    if (s.participant === null && s.rank !== null) setTotal(state.total + 1);
+    renderHistogram();
+    renderRecords();
+    const who = s.participant ? `${s.participant}'s submission #${s.submission_id}` : `Submission #${s.submission_id}`;
+    const text = `${who} scored ${s.score.toFixed(2)}` + (s.rank ? `, rank ${s.rank}` : "");
+    $("announcer").textContent = text;
+    const item = document.createElement("li");
+    item.textContent = `${time(s.submitted_at)} · ${text}`;
+    $("latest").prepend(item);
+    while ($("latest").children.length > 5) $("latest").lastChild.remove();
+  });
 
   connect();
 })();
