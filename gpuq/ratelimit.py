@@ -59,6 +59,7 @@ import redis
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import RateLimiter, SlidingWindowCounterRateLimiter
+from sqlalchemy import Connection
 
 from gpuq import sliding_log
 from gpuq.clock import Clock, utcnow
@@ -74,11 +75,13 @@ RETRY_PRIMARY_SECONDS = 5.0
 """After a Redis failure, count in memory for this long before trying Redis again (when
 no shared Breaker is given; the service passes one set by GPUQ_REDIS_RETRY_SECONDS)."""
 
-History = Callable[[str, str, dt.datetime, int], list[dt.datetime]]
-"""`history(scope, who, since, limit)`: the times of at most `limit` of the newest stored
+History = Callable[[str, str, dt.datetime, int, Connection | None], list[dt.datetime]]
+"""`history(scope, who, since, limit, connection)`: the times of at most `limit` of the newest stored
 submissions that count against a submission limit ("submit": anonymous ones from the
 address `who`; "keyed": keyed ones from the address `who`; "participant": the participant
-with id `who`), made after `since` (gpuq.submissions.store.accepted_times)."""
+with id `who`), made after `since` (gpuq.submissions.store.accepted_times), read on
+`connection` when given (the caller's transaction: a request must not need a second
+pooled connection while it holds one), else on a connection of its own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +133,7 @@ class RateLimits:
             self._primary = SlidingWindowCounterRateLimiter(storage)
             self._primary_logs = sliding_log.RedisStore(client)
         self._breaker = breaker or Breaker(RETRY_PRIMARY_SECONDS)
-        self._history = history or (lambda _scope, _who, _since, _limit: [])
+        self._history = history or (lambda _scope, _who, _since, _limit, _connection: [])
         self._clock = clock
 
     def take_daily(self, address: str, participant_id: int | None, report: bool) -> Usage | None:
@@ -153,14 +156,16 @@ class RateLimits:
                 reported = usage
         return reported
 
-    def take_submitter(self, address: str, participant_id: int | None) -> Usage | None:
+    def take_submitter(
+        self, address: str, participant_id: int | None, connection: Connection | None = None
+    ) -> Usage | None:
         """Use one unit of every submission limit that applies (see the module docstring);
         raises RateLimited naming the first used-up one (then none is used). Returns the
-        tightest usage."""
+        tightest usage. A log to seed reads the database on `connection` when given."""
         if not self.enabled:
             return None
         limits = self._submission_limits(address, participant_id)
-        outcome = self._check(limits, take=True)
+        outcome = self._check(limits, take=True, connection=connection)
         usages = [self._usage(limit.item, count) for limit, count in zip(limits, outcome.counts, strict=True)]
         if outcome.refused is not None:
             refused = limits[outcome.refused]
@@ -202,7 +207,7 @@ class RateLimits:
             for item in self._submission_items["participant"]
         ] + [_Scoped("keyed", address, item) for item in self._submission_items["keyed"]]
 
-    def _check(self, limits: list[_Scoped], take: bool) -> Outcome:
+    def _check(self, limits: list[_Scoped], take: bool, connection: Connection | None = None) -> Outcome:
         now = self._clock()
         now_ms = _ms(now)
         logs = [
@@ -217,7 +222,9 @@ class RateLimits:
         def seed(index: int) -> list[int]:
             limit = limits[index]
             since = now - dt.timedelta(seconds=limit.item.get_expiry())
-            return [_ms(at) for at in self._history(limit.scope, limit.who, since, limit.item.amount)]
+            return [
+                _ms(at) for at in self._history(limit.scope, limit.who, since, limit.item.amount, connection)
+            ]
 
         return self._on_logs(lambda store: sliding_log.check(store, logs, now_ms, take, seed))
 

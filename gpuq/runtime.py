@@ -14,6 +14,7 @@ import datetime as dt
 import threading
 
 import redis
+from sqlalchemy import Connection
 
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
@@ -60,9 +61,13 @@ class Runtime:
 def _history_of(database: Database) -> History:
     """The submission limits' truth: the times of stored submissions (gpuq.ratelimit)."""
 
-    def history(scope: str, who: str, since: dt.datetime, limit: int) -> list[dt.datetime]:
-        with database.autocommit() as connection:
+    def history(
+        scope: str, who: str, since: dt.datetime, limit: int, connection: Connection | None
+    ) -> list[dt.datetime]:
+        if connection is not None:
             return store.accepted_times(connection, scope, who, since, limit)
+        with database.autocommit() as own:
+            return store.accepted_times(own, scope, who, since, limit)
 
     return history
 

@@ -97,7 +97,9 @@ OPERATIONS: spec.Operations = {
             ),
             "401": spec.problem("A bad API key, or none while anonymous submissions are switched off."),
             "403": spec.problem("The participant is disqualified."),
-            "409": spec.problem("A request with this Idempotency-Key is still being processed."),
+            "409": spec.problem(
+                "A request with this Idempotency-Key claimed by an earlier version is still in flight."
+            ),
             "413": spec.problem("The body is too large."),
             "415": spec.problem("Content-Type is not JSON."),
             "422": spec.problem(

@@ -8,13 +8,17 @@ Rules (the one place they are decided):
   nothing new is stored and no quota is used, neither submissions nor the
   daily request limit.
 * The same key with a different body: Mismatch (422).
-* The same key while its first request is still being processed: InFlight
-  (409). A claim left in flight for `abandoned_after` (its worker died
-  before committing; Settings.idempotency_abandon_seconds) may be taken
-  over: the claim completes in the same transaction as the submission, so an
-  in-flight claim never has a stored submission.
-* A request that fails (invalid, rate limited, database down) releases its
-  claim, so the client may retry with the same key.
+* The same key while its first request is still being processed: the claim is
+  made in the submission's own transaction, so the second request waits for
+  the first to commit (then replays its answer) or to fail (then it is
+  processed itself), bounded by the database's lock timeout (503 past it).
+* A request that fails (invalid, rate limited, database down or crashed) takes
+  its claim with it when its transaction rolls back, so a retry with the same
+  key is processed as soon as the database answers: nothing needs releasing.
+* An in-flight claim committed on its own (by an earlier version, which
+  claimed before the transaction) answers InFlight (409) until it is
+  `abandoned_after` old (Settings.idempotency_abandon_seconds); then a retry
+  takes it over.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gpuq.errors import FieldError, GpuqError, InvalidInput
 from gpuq.store import tables
@@ -92,18 +96,16 @@ def claim(
 ) -> Replay | None:
     """Claim `key` for a new request (returns None), or return the first request's Replay.
 
-    Raises InFlight or Mismatch. Commits its own statements (autocommit connection).
+    Run it in the transaction that stores the submission and `complete`s the claim: while
+    another transaction holds an uncommitted claim of the key, the INSERT waits for it to
+    end. Raises InFlight or Mismatch.
     """
     connection.execute(delete(TABLE).where(_this(scope, key), TABLE.c.created_at < now - KEY_TTL))
-    try:
-        connection.execute(
-            insert(TABLE).values(scope=scope, key=key, fingerprint=digest, state="in_flight", created_at=now)
-        )
+    values = {"scope": scope, "key": key, "fingerprint": digest, "state": "in_flight", "created_at": now}
+    if connection.execute(_insert_new(connection, values)).first() is not None:
         return None
-    except IntegrityError:
-        pass
     row = connection.execute(select(TABLE).where(_this(scope, key))).first()
-    if row is None:  # released between our insert and read: try once more
+    if row is None:  # deleted between our insert and read: try once more
         return claim(connection, scope, key, digest, now, abandoned_after)
     if row.fingerprint != digest:
         raise Mismatch("this Idempotency-Key was used with a different body")
@@ -117,6 +119,14 @@ def claim(
     if taken.rowcount == 1:
         return None
     raise InFlight("a request with this Idempotency-Key is still being processed")
+
+
+def _insert_new(connection: Connection, values: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row when inserted, none on a conflict,
+    and no error to recover from inside the transaction (a failed statement would abort a
+    PostgreSQL transaction)."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(TABLE).values(**values).on_conflict_do_nothing().returning(TABLE.c.key)
 
 
 def find_replay(connection: Connection, scope: str, key: str, digest: str, now: dt.datetime) -> Replay | None:
@@ -142,11 +152,6 @@ def complete(connection: Connection, scope: str, key: str, submission_id: int) -
 def attach_response(connection: Connection, scope: str, key: str, body: str) -> None:
     """Keep the exact first response body for replays."""
     connection.execute(update(TABLE).where(_this(scope, key)).values(response_body=body))
-
-
-def release(connection: Connection, scope: str, key: str) -> None:
-    """Give up an in-flight claim (the request failed before storing anything)."""
-    connection.execute(delete(TABLE).where(_this(scope, key), TABLE.c.state == "in_flight"))
 
 
 def purge_expired(connection: Connection, now: dt.datetime) -> int:

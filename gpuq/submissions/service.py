@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from decimal import Decimal
 from typing import Any
 
@@ -178,21 +177,20 @@ class SubmissionService:
     ) -> Receipt:
         scope = scope_of(address, member)
         moment = self._clock()
-        with self._database.autocommit() as connection:
-            self._purge_expired_keys_hourly(connection, moment)
+        self._purge_expired_keys_hourly(moment)
+        # Read (on a new database: create) the active profile before the transaction takes
+        # SQLite's write lock, which a second connection would then wait for.
+        self._profiles.get()
+        with self._database.connect() as connection:
+            # The claim lives and dies with this transaction (gpuq.submissions.idempotency).
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
-        if replay is not None:  # finished between find_replay and here
-            return self._replayed(replay)
-        try:
-            on_usage(self._limits.take_submitter(address, None if member is None else member.id))
-            with self._database.connect() as connection:
-                submission, profile = self._record(connection, metrics, address, member)
-                idempotency.complete(connection, scope, key, submission.id)
-                connection.commit()
-        except BaseException:
-            with suppress(Exception), self._database.autocommit() as connection:
-                idempotency.release(connection, scope, key)
-            raise
+            if replay is not None:  # finished between find_replay and here
+                connection.rollback()
+                return self._replayed(replay)
+            on_usage(self._limits.take_submitter(address, None if member is None else member.id, connection))
+            submission, profile = self._record(connection, metrics, address, member)
+            idempotency.complete(connection, scope, key, submission.id)
+            connection.commit()
         receipt = self._accepted(submission, profile)
         try:
             with self._database.autocommit() as connection:
@@ -201,12 +199,13 @@ class SubmissionService:
             log.exception("could not keep the response of an idempotent submission")
         return receipt
 
-    def _purge_expired_keys_hourly(self, connection: Connection, moment: dt.datetime) -> None:
+    def _purge_expired_keys_hourly(self, moment: dt.datetime) -> None:
         """Expired keys are ignored by `claim`; this keeps the table from growing (once an hour
         per service)."""
         if self._purge_due is None or moment >= self._purge_due:
             self._purge_due = moment + dt.timedelta(hours=1)
-            idempotency.purge_expired(connection, moment)
+            with self._database.autocommit() as connection:
+                idempotency.purge_expired(connection, moment)
 
     def _replayed(self, replay: idempotency.Replay) -> Receipt:
         if replay.response_body is not None:
