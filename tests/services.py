@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -140,6 +142,77 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (initdb in a temporary directory, its own port), so that a
+    test may stop, crash or freeze it without touching the shared server."""
+
+    def __init__(self) -> None:
+        if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+            unavailable("initdb and pg_ctl", FileNotFoundError("initdb"))
+        self.port = free_port()
+        # Not under pytest's tmp_path: its directories are private to the test's user, and
+        # the cluster runs as postgres when the tests run as root.
+        self.home = Path(tempfile.mkdtemp(prefix="gpuq-pg-"))
+        self.data = self.home / "data"
+        self._as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_owner:  # PostgreSQL refuses to run as root
+            shutil.chown(self.home, "postgres", "postgres")
+        subprocess.run(
+            [*self._as_owner, "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [
+                *self._as_owner,
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-w",
+                "-l",
+                str(self.home / "log"),
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, ...)."""
+        parent = self.postmaster_pid()
+        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        return [parent, *map(int, children)]
+
+    def freeze(self) -> None:
+        """Stop every process of the cluster: connections stay open and acknowledged, nothing answers."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.thaw()
+        subprocess.run(
+            [*self._as_owner, "pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class CuttableProxy:

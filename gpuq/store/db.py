@@ -4,7 +4,10 @@ The engine is made by `make_engine` when the app's Runtime is built
 (gpuq.runtime), i.e. after gunicorn forks, and connects lazily; `init_app` and
 `get_db` make it reachable from the app for the store's accessors and tests.
 Every wait is bounded by `Settings.db_timeout`: connecting, waiting for a
-pooled connection and (on PostgreSQL) running a statement.
+pooled connection and (on PostgreSQL) running a statement. On PostgreSQL the
+client bounds each round trip too (`BoundedConnection`): a server that hangs
+with its TCP connections open (processes stopped, a storage stall) answers no
+statement_timeout, so without it a request would wait as long as the hang.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -67,6 +71,43 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+CLIENT_MARGIN_SECONDS = 1.0
+"""How much longer than the server's statement timeout the client waits for an answer, so
+that a slow statement is ended by the server (a clean error) before the client gives up."""
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait for the server (a statement, a COMMIT, a
+    ROLLBACK) ends after `wait_limit` seconds: the connection is then closed (its state is
+    unknown) and OperationalError raised, which the service answers with 503.
+
+    A COMMIT that timed out may still be applied when a hung server resumes (its bytes
+    were sent): the client was told nothing certain, and a retry with the same
+    Idempotency-Key replays the late commit or is processed anew, never twice.
+    """
+
+    wait_limit: float | None = None
+    """Seconds; None waits as long as the server takes. Set per connection by make_engine,
+    raised for one transaction by `allow_long_wait`."""
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval, self.wait_limit if timeout is None else timeout)
+        except psycopg.errors._WaitTimeout:  # psycopg's own signal for the timeout given above
+            self.close()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.wait_limit} s (hung or unreachable)"
+            ) from None
+
+
+def allow_long_wait(connection: Connection, seconds: float) -> None:
+    """Let this connection wait up to `seconds` (plus the margin) for the server until it
+    goes back to the pool (for an admin's long statements; PostgreSQL only)."""
+    dbapi = connection.connection.dbapi_connection
+    if isinstance(dbapi, BoundedConnection):
+        dbapi.wait_limit = seconds + CLIENT_MARGIN_SECONDS
+
+
 def make_engine(settings: Settings) -> Engine:
     """Build the engine for `settings` with every timeout set; connects lazily."""
     url = settings.sqlalchemy_url
@@ -95,7 +136,24 @@ def make_engine(settings: Settings) -> Engine:
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.driver == "psycopg":
+        _bound_waits(engine, settings.db_timeout + CLIENT_MARGIN_SECONDS)
     return engine
+
+
+def _bound_waits(engine: Engine, limit: float) -> None:
+    """Make the engine's connections BoundedConnections waiting at most `limit` seconds."""
+
+    @event.listens_for(engine, "do_connect")
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.wait_limit = limit
+        return connection
+
+    @event.listens_for(engine, "checkin")
+    def reset(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, BoundedConnection):
+            dbapi_connection.wait_limit = limit
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

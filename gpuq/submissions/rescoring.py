@@ -52,7 +52,7 @@ from gpuq.participants import PARTICIPANTS
 from gpuq.scoring import METRICS, PERCENT_METRICS, Profile
 from gpuq.slots.service import SlotService
 from gpuq.store import tables
-from gpuq.store.db import Database
+from gpuq.store.db import Database, allow_long_wait
 from gpuq.store.models import SCORE
 from gpuq.submissions import profiles
 from gpuq.submissions.profiles import ProfileCache, active
@@ -126,8 +126,10 @@ def change_profile(
 
 
 def allow_long_statements(connection: Connection, seconds: float) -> None:
-    """Raise PostgreSQL's statement timeout for the rest of this transaction."""
+    """Raise PostgreSQL's statement timeout for the rest of this transaction (and the client's
+    wait for answers, gpuq.store.db.allow_long_wait)."""
     if connection.dialect.name == "postgresql":
+        allow_long_wait(connection, seconds)
         milliseconds = max(1, int(seconds * 1000))
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
 

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
-from tests.services import CuttableProxy
+import pytest
+
+from gpuq.api.body import parse_json
+from gpuq.app import runtime_of
+from gpuq.config import Settings
+from gpuq.store import migrate
+from gpuq.store.db import is_unavailable, make_engine
+from gpuq.submissions import idempotency
+from tests.conftest import WORKED_EXAMPLE, stored_count
+from tests.services import CuttableProxy, PostgresCluster
 
 
 def test_health_answers_in_time_while_the_database_hangs(make_app, pg_url):
@@ -25,3 +38,51 @@ def test_health_answers_in_time_while_the_database_hangs(make_app, pg_url):
         assert elapsed < 2.5
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of this test's own, migrated, since the test freezes it."""
+    cluster = PostgresCluster()
+    cluster.start()
+    engine = make_engine(Settings(database_url=cluster.url))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_hung_database_fails_the_request_within_its_timeout_and_a_retry_is_safe(own_cluster, make_app):
+    """PostgreSQL's processes stopped, TCP still acknowledged by the kernel: no server-side
+    timeout fires, so the client bounds each wait itself; the retry with the same key stores
+    exactly once."""
+    app = make_app(database_url=own_cluster.url, db_timeout=0.5)
+    client = app.test_client()
+    service = runtime_of(app).submissions
+    assert client.post("/submit_qualification", json=WORKED_EXAMPLE).status_code == 201
+    metrics = {name: parse_json(json.dumps(value).encode()) for name, value in WORKED_EXAMPLE.items()}
+    digest = idempotency.fingerprint(parse_json(json.dumps(WORKED_EXAMPLE).encode()))
+
+    def hang(_usage: object) -> None:  # after the claim: the INSERT and the COMMIT meet the hang
+        own_cluster.freeze()
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    attempt = pool.submit(service.submit, metrics, "10.0.0.9", None, ("hung-key", digest), hang)
+    try:
+        # Generous: the bound is 1.5 s; without one the call waits for as long as the hang.
+        failure = attempt.exception(timeout=30)
+    except FutureTimeout:
+        failure = None
+    finally:
+        own_cluster.thaw()
+        pool.shutdown(wait=True)
+    assert failure is not None and is_unavailable(failure), failure
+
+    retry = client.post(
+        "/submit_qualification",
+        json=WORKED_EXAMPLE,
+        headers={"Idempotency-Key": "hung-key"},
+        environ_base={"REMOTE_ADDR": "10.0.0.9"},
+    )
+    assert retry.status_code == 201, retry.get_json()
+    assert stored_count(app) == 2  # the first submission and this one, once
