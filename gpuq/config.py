@@ -86,6 +86,12 @@ class Settings:
     """GPUQ_STREAMS_PER_ADDRESS: open live streams per client address (more get 429)."""
     streams_per_worker: int = 2000
     """GPUQ_STREAMS_PER_WORKER: open live streams per worker process (more get 503)."""
+    connections_per_address: int = 256
+    """GPUQ_CONNECTIONS_PER_ADDRESS: open connections per client socket address and worker
+    process (more are answered 429 and closed); 0 means no cap. Behind a reverse proxy
+    every connection comes from the proxy: set 0 there and cap at the proxy."""
+    body_timeout_seconds: float = 10.0
+    """GPUQ_BODY_TIMEOUT_SECONDS: a request body must arrive within this long (else 408)."""
     stream_max_seconds: float = 3600.0
     """GPUQ_STREAM_MAX_SECONDS: a live stream is closed after this long (clients reconnect)."""
     stream_heartbeat_seconds: float = 15.0
@@ -137,6 +143,10 @@ class Settings:
             raise ConfigError("GPUQ_DB_POOL_SIZE must be at least 1")
         if not 1 <= self.board_size <= 100:
             raise ConfigError("GPUQ_BOARD_SIZE must be from 1 to 100")
+        if self.connections_per_address < 0:
+            raise ConfigError("GPUQ_CONNECTIONS_PER_ADDRESS must be 0 or more")
+        if self.body_timeout_seconds <= 0:
+            raise ConfigError("GPUQ_BODY_TIMEOUT_SECONDS must be more than 0")
         if self.trusted_proxies < 0:
             raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
         names = self.slot_names
@@ -219,6 +229,8 @@ _ENV_NAMES = {
     "streams_per_address": "GPUQ_STREAMS_PER_ADDRESS",
     "streams_per_worker": "GPUQ_STREAMS_PER_WORKER",
     "stream_max_seconds": "GPUQ_STREAM_MAX_SECONDS",
+    "connections_per_address": "GPUQ_CONNECTIONS_PER_ADDRESS",
+    "body_timeout_seconds": "GPUQ_BODY_TIMEOUT_SECONDS",
     "stream_heartbeat_seconds": "GPUQ_STREAM_HEARTBEAT_SECONDS",
     "ratelimit_enabled": "GPUQ_RATELIMIT_ENABLED",
     "participant_limit": "GPUQ_PARTICIPANT_LIMIT",

@@ -9,6 +9,7 @@ worker builds its own app (engines and pools after the fork).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -47,16 +48,53 @@ def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
 
 
+API_HEADROOM = 2000
+"""Connections a worker accepts beyond its live-stream cap (Settings.streams_per_worker), so
+that with every stream slot taken it can still send the 503 and answer the JSON API."""
+
+
 class GpuqWorker(GeventWorker):
-    """gunicorn's gevent worker that ends its live streams when told to stop, so that a
-    graceful shutdown or restart does not wait out the graceful timeout on them
-    (clients reconnect to another worker at once)."""
+    """gunicorn's gevent worker, with:
+
+    * a cap on open connections per client socket address
+      (Settings.connections_per_address): a flood of slow connections from a few
+      addresses cannot use up the worker's connections, which others need;
+    * its live streams ended when told to stop, so that a graceful shutdown or
+      restart does not wait out the graceful timeout on them (clients reconnect to
+      another worker at once);
+    * gunicorn's own error pages as problem+json.
+    """
 
     def init_process(self) -> None:
         # gunicorn writes its own error pages through this one function (Worker.handle_error
         # looks it up at call time); the worker process answers them our way instead.
         gunicorn_util.write_error = write_problem
+        self._per_address = getattr(self.app, "settings", Settings()).connections_per_address
+        self._connections: dict[str, int] = {}
         super().init_process()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        address = addr[0] if isinstance(addr, tuple) else str(addr)
+        open_now = self._connections.get(address, 0)
+        if self._per_address and open_now >= self._per_address:
+            with contextlib.suppress(OSError):
+                write_problem(
+                    client,
+                    429,
+                    "Too Many Requests",
+                    f"more than {self._per_address} open connections from this address",
+                )
+            client.close()
+            return
+        self._connections[address] = open_now + 1
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            left = self._connections[address] - 1
+            if left:
+                self._connections[address] = left
+            else:
+                del self._connections[address]
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         from gpuq.api.context import EXTENSION
@@ -182,6 +220,25 @@ def check_redis(settings: Settings) -> None:
         client.close()
 
 
+def gunicorn_options(host: str, port: int, workers: int, settings: Settings) -> dict[str, Any]:
+    """gunicorn's settings for serving `settings` on host:port."""
+    return {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gpuq.server.GpuqWorker",
+        "worker_connections": settings.streams_per_worker + API_HEADROOM,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "preload_app": False,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "gpuq",
+        # Several servers may share a host (tests, blue/green); nothing here uses the control socket.
+        "control_socket_disable": True,
+    }
+
+
 def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
     """Serve until stopped; returns the exit status. The caller has patched the standard
     library for gevent (app.py, `gpuq serve`)."""
@@ -208,20 +265,6 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
     shown_host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else args.host
     print(f"gpuq: serving on http://{args.host}:{args.port} with {workers} worker(s)", file=sys.stderr)
     print(f"gpuq: live board at http://{shown_host}:{args.port}/board", file=sys.stderr)
-    options = {
-        "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
-        "workers": workers,
-        "worker_class": "gpuq.server.GpuqWorker",
-        "worker_connections": 2000,
-        "timeout": 30,
-        "graceful_timeout": 10,
-        "keepalive": 5,
-        "preload_app": False,
-        "errorlog": "-",
-        "loglevel": "info",
-        "proc_name": "gpuq",
-        # Several servers may share a host (tests, blue/green); nothing here uses the control socket.
-        "control_socket_disable": True,
-    }
+    options = gunicorn_options(args.host, args.port, workers, settings)
     GpuqServer(settings, options).run()
     return 0

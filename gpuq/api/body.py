@@ -12,9 +12,12 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import gevent
 from flask import Request
-from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from gevent import monkey
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout, UnsupportedMediaType
 
+from gpuq.api.context import runtime
 from gpuq.errors import FieldError, InvalidInput
 
 
@@ -83,6 +86,22 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidInput("the request body is nested too deeply", status=400) from exc
 
 
+def read_body(request: Request) -> bytes:
+    """The raw body, which must arrive within Settings.body_timeout_seconds in all (raises
+    RequestTimeout, 408): a client trickling its body would otherwise hold its connection,
+    and with enough of them every worker's, for as long as it likes.
+
+    The deadline needs the gevent server (gpuq.server), where the read is cooperative;
+    elsewhere (the development server, the test client) the body is read as it comes.
+    """
+    if not monkey.is_module_patched("socket"):
+        return request.get_data(cache=False)
+    seconds = runtime().settings.body_timeout_seconds
+    with gevent.Timeout(seconds, False):  # False: leave the block quietly when it fires
+        return request.get_data(cache=False)
+    raise RequestTimeout(f"the request body did not arrive within {seconds:g} s")
+
+
 def read_json_object(request: Request) -> dict[str, Any]:
     """The request's body as a JSON object.
 
@@ -92,7 +111,7 @@ def read_json_object(request: Request) -> dict[str, Any]:
     """
     if not is_json_mimetype(request.mimetype):
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    raw = request.get_data(cache=False)
+    raw = read_body(request)
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # A chunked body is cut off silently at the limit by werkzeug; the cut

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from gpuq.api import spec
 from gpuq.api.context import runtime
@@ -41,10 +41,12 @@ def sse(event: str, data: Any, event_id: str | None = None) -> str:
 @bp.get("/leaderboard/stream")
 @exempt
 def leaderboard_stream() -> Response:
+    if request.method == "HEAD":  # the headers only: no stream is opened, nothing is counted
+        return _stream_response(iter(()))
     services = runtime()
     settings, bus, caps = services.settings, services.bus, services.stream_caps
-    address = client_address()
-    in_redis = caps.acquire(address)
+    ticket = caps.acquire(client_address())
+    subscription = None
     try:
         subscription = bus.subscribe()
         snapshot = board.snapshot(
@@ -55,29 +57,41 @@ def leaderboard_stream() -> Response:
             services.slots.pool,
         )
     except BaseException:
-        caps.release(address, in_redis)
+        if subscription is not None:
+            bus.unsubscribe(subscription)
+        ticket.release()
         raise
 
     def generate() -> Iterator[str]:
-        try:
-            yield "retry: 2000\n\n"
-            yield sse("snapshot", snapshot, f"snapshot-{int(time.time() * 1000)}")
-            deadline = time.monotonic() + settings.stream_max_seconds
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    item = subscription.get(timeout=min(settings.stream_heartbeat_seconds, left))
-                except queue.Empty:
-                    yield ": heartbeat\n\n"
-                    continue
-                if item is CLOSED:
-                    return
-                assert isinstance(item, Event)
-                yield sse(item.type, item.data, item.id)
-        finally:
-            bus.unsubscribe(subscription)
-            caps.release(address, in_redis)
+        yield "retry: 2000\n\n"
+        yield sse("snapshot", snapshot, f"snapshot-{int(time.time() * 1000)}")
+        deadline = time.monotonic() + settings.stream_max_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            ticket.renew()  # keeps this stream counted (gpuq.live.caps)
+            try:
+                item = subscription.get(timeout=min(settings.stream_heartbeat_seconds, left))
+            except queue.Empty:
+                yield ": heartbeat\n\n"
+                continue
+            if item is CLOSED:
+                return
+            assert isinstance(item, Event)
+            yield sse(item.type, item.data, item.id)
 
-    response = Response(generate(), mimetype="text/event-stream")
+    def end() -> None:
+        assert subscription is not None
+        bus.unsubscribe(subscription)
+        ticket.release()
+
+    # The server closes every response it started, also one whose body it never iterated
+    # (a client gone before the first byte): `end` runs exactly once either way.
+    response = _stream_response(generate())
+    response.call_on_close(end)
+    return response
+
+
+def _stream_response(body: Iterator[str]) -> Response:
+    response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # proxies must not hold events back
     return response

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpuq.config import Settings
-from gpuq.server import describe, parse_args, worker_count
+from gpuq.server import describe, gunicorn_options, parse_args, worker_count
 
 
 def test_arguments_default_to_localhost_5000():
@@ -39,3 +39,11 @@ def test_description_hides_passwords():
     )
     assert "s3cret" not in text and "pw@" not in text
     assert "embedded mode" in describe(Settings())
+
+
+def test_a_worker_takes_more_connections_than_its_stream_cap():
+    """Else, with every stream slot taken, the worker could not even accept the request its
+    503 answers, and the JSON API would hang."""
+    for cap in (1, 2000, 5000):
+        options = gunicorn_options("127.0.0.1", 5000, 2, Settings(streams_per_worker=cap))
+        assert options["worker_connections"] >= cap + 1000
