@@ -198,3 +198,49 @@ def test_a_killed_workers_streams_stop_counting_and_a_redis_restart_recounts_ope
         for stream in held:
             stream.close()
     poll(lambda: leases.zcard(key) == 0, "closed streams leave the count")
+
+
+def test_sigterm_finishes_requests_in_flight_ends_streams_and_takes_no_new_ones(start_server, tmp_path):
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path / 'drain.sqlite3'}")
+    stream = EventStream(f"{server.base}/leaderboard/stream")
+    assert stream.status == 200
+    stream.wait_for("snapshot")
+    body = json.dumps(
+        {
+            "gpu_utilization": 90,
+            "memory_usage": 85,
+            "power_efficiency": 95,
+            "completion_time": 30,
+            "accuracy": 98,
+        }
+    ).encode()
+    in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    head = (
+        "POST /submit_qualification HTTP/1.1\r\nHost: gpuq\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    in_flight.sendall(head + body[:10])  # the request is under way when the signal comes
+    poll(lambda: "Booting worker" in server.log(), "the worker is up")
+
+    server.process.send_signal(signal.SIGTERM)
+    # The stream is ended by the worker, not by the graceful timeout: it is over before the
+    # request in flight (still waiting for its body) is.
+    poll(lambda: not stream.reader_alive(), "the stream ended")
+
+    poll(lambda: _refuses(server.port), "new connections are refused")
+
+    in_flight.sendall(body[10:])
+    status, _, answer = raw_answer(in_flight)
+    in_flight.close()
+    assert status == 201
+    assert json.loads(answer)["score"] == 87.95
+    assert server.process.wait(timeout=30) == 0
+    assert "Worker graceful timeout" not in server.log()
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except OSError:
+        return True

@@ -311,8 +311,13 @@ class EventStream:
         self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
         self.response = requests.get(url, stream=True, timeout=(5, 60), headers=headers or {})
         self.status = self.response.status_code
+        self._reader = threading.Thread(target=self._read, daemon=True)
         if self.status == 200:
-            threading.Thread(target=self._read, daemon=True).start()
+            self._reader.start()
+
+    def reader_alive(self) -> bool:
+        """Whether the stream is still open (the server has not ended it)."""
+        return self._reader.is_alive()
 
     def _read(self) -> None:
         import json
