@@ -165,6 +165,43 @@ def test_killing_redis_loses_nothing_and_the_index_recovers(start_server, databa
     assert sorted(accepted) == sorted(index)
 
 
+def test_after_redis_restarts_empty_every_read_and_rank_equals_the_database(
+    start_server, database, redis_server
+):
+    """Two workers with the default index check interval: from the restart on, no answer
+    comes from the incomplete index (its missing version says so)."""
+    server = start_server(
+        DATABASE_URL=database, REDIS_URL=redis_server.url, WEB_CONCURRENCY="2", GPUQ_RATELIMIT_ENABLED="0"
+    )
+    session = requests.Session()  # the default index check interval (10 s) is far longer than the test
+
+    def submit(accuracy: int) -> tuple[int, int]:
+        response = session.post(
+            f"{server.base}/submit_qualification", json={**WORKED_EXAMPLE, "accuracy": accuracy}, timeout=10
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["submission_id"], response.json()["rank"]
+
+    def check(accuracies: tuple[int, ...]) -> None:
+        for accuracy in accuracies:
+            submission_id, rank = submit(accuracy)
+            ranking = [sid for sid, _ in stored(database)]
+            assert rank == ranking.index(submission_id) + 1
+            board = session.get(f"{server.base}/leaderboard?view=all&limit=100", timeout=10).json()
+            assert [e["submission_id"] for e in board["leaderboard"]] == ranking
+            assert board["total"] == len(ranking)
+
+    for accuracy in range(5, 100, 5):
+        submit(accuracy)
+    redis_server.stop()
+    redis_server.start()  # empty; the workers' connections break, so they notice
+    check((97, 3, 50, 99))
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()  # empty, and nothing breaks: nobody notices
+    check((1, 64, 98, 12))
+
+
 def redis_server_members(server: RedisServer) -> list[int]:
     import redis
 
