@@ -117,6 +117,10 @@ class Settings:
     admin_timeout: float = 600.0
     """GPUQ_ADMIN_TIMEOUT: seconds a statement of an admin change (rescoring all
     submissions) may run; the request path keeps GPUQ_DB_TIMEOUT."""
+    log_format: str = "json"
+    """GPUQ_LOG_FORMAT: how the server writes its log lines on stdout: `json` (one JSON
+    object per line, the default) or `text` (plain lines for a person at a terminal;
+    `make run` chooses it). See gpuq.logs for the fields."""
 
     def __post_init__(self) -> None:
         for name in ("submit_limit", "daily_limit", "participant_limit"):
@@ -131,6 +135,8 @@ class Settings:
             raise ConfigError("GPUQ_DB_POOL_SIZE must be at least 1")
         if not 1 <= self.board_size <= 100:
             raise ConfigError("GPUQ_BOARD_SIZE must be from 1 to 100")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("GPUQ_LOG_FORMAT must be json or text")
         if self.trusted_proxies < 0:
             raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
         names = self.slot_names
@@ -225,6 +231,7 @@ _ENV_NAMES = {
     "slot_cooldown_hours": "GPUQ_SLOT_COOLDOWN_HOURS",
     "slot_claim_minutes": "GPUQ_SLOT_CLAIM_MINUTES",
     "slot_sweep_seconds": "GPUQ_SLOT_SWEEP_SECONDS",
+    "log_format": "GPUQ_LOG_FORMAT",
 }
 
 

@@ -1,9 +1,11 @@
 """The production server: gunicorn with gevent workers, through gunicorn's application API.
 
 Start-up order, all in the master process: read `.env` and the environment,
-apply pending migrations (under the migration lock; `GPUQ_AUTO_MIGRATE=0`
-skips this), report what the service runs on, then fork the workers; each
-worker builds its own app (engines and pools after the fork).
+send every log line to stdout in GPUQ_LOG_FORMAT (gpuq.logs; gunicorn's own lines
+too, through GpuqLogger), apply pending migrations (under the migration lock;
+`GPUQ_AUTO_MIGRATE=0` skips this), report what the service runs on, then fork
+the workers; each worker builds its own app (engines and pools after the fork).
+Start-up failures that stop the server are also printed plainly on stderr.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
+from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
+from gpuq import logs
 from gpuq.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -66,6 +70,20 @@ class GpuqWorker(GeventWorker):
             runtime.draining.set()  # /readyz answers 503 from now on
             runtime.bus.close_all()
         super().handle_exit(sig, frame)
+
+
+class GpuqLogger(glogging.Logger):
+    """gunicorn's logger, writing its lines (start, workers booting and exiting, errors)
+    through the root logger's handler, in the service's format on stdout (gpuq.logs),
+    instead of its own handler on stderr. Its access log stays off: the service writes
+    its own access lines."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 class GpuqServer(BaseApplication):
@@ -193,21 +211,23 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
     except ConfigError as exc:
         print(f"gpuq: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logs.configure(settings.log_format)
     workers = worker_count(args.workers, settings)
     if settings.embedded and args.workers not in (None, 1):
-        print(
-            f"gpuq: embedded mode runs one worker, not {args.workers} (set REDIS_URL for more)",
-            file=sys.stderr,
-        )
+        log.warning("embedded mode runs one worker, not %s (set REDIS_URL for more)", args.workers)
     if not prepare_database(settings):
         return 1
     check_redis(settings)
-    print(f"gpuq: {describe(settings)}", file=sys.stderr)
+    serve(settings, args, workers)
+    return 0
+
+
+def serve(settings: Settings, args: argparse.Namespace, workers: int) -> None:
+    """Say what is served where, then run gunicorn until it stops."""
+    log.info("%s", describe(settings))
     shown_host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else args.host
-    print(f"gpuq: serving on http://{args.host}:{args.port} with {workers} worker(s)", file=sys.stderr)
-    print(f"gpuq: live board at http://{shown_host}:{args.port}/board", file=sys.stderr)
+    log.info("serving on http://%s:%s with %d worker(s)", args.host, args.port, workers)
+    log.info("live board at http://%s:%s/board", shown_host, args.port)
     options = {
         "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
         "workers": workers,
@@ -219,9 +239,10 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
         "preload_app": False,
         "errorlog": "-",
         "loglevel": "info",
+        "logger_class": "gpuq.server.GpuqLogger",
+        "accesslog": None,  # the service writes its own access lines
         "proc_name": "gpuq",
         # Several servers may share a host (tests, blue/green); nothing here uses the control socket.
         "control_socket_disable": True,
     }
     GpuqServer(settings, options).run()
-    return 0
