@@ -386,7 +386,11 @@ class RedisLeaderboard:
                 count += len(batch)
         finally:
             self._redis.delete(*temps, lock)
-        log.info("leaderboard index rebuilt from the database: %d entries", count)
+        log.info(
+            "leaderboard index rebuilt from the database: %d entries",
+            count,
+            extra={"event": "index.rebuild", "entries": count},
+        )
         self.stale = False
         self._must_rebuild = False
         return count

@@ -135,9 +135,19 @@ class SlotService:
         return changes
 
     def publish(self, changes: list[Change]) -> None:
-        """One `slot` event per change, each carrying the pool as it is now; never raises."""
+        """One `slot` event per change, each carrying the pool as it is now; never raises.
+        Every change of a lease passes here once (from the process that made it), so this
+        is where changes are logged."""
         if not changes:
             return
+        for change in changes:
+            log.info(
+                "slot %s: %s %s",
+                change.slot,
+                change.action,
+                change.participant,
+                extra={"event": f"slot.{change.action}", **change_json(change)},
+            )
         try:
             pool = self.pool()
             for change in changes:

@@ -47,9 +47,19 @@ class Breaker:
         return self._monotonic() >= self._open_until
 
     def trip(self, part: str, exc: BaseException) -> None:
-        """`part` saw Redis fail: nobody in this worker asks it for the next `seconds`."""
+        """`part` saw Redis fail: nobody in this worker asks it for the next `seconds`.
+
+        Logged with the part's name (the words before any comma, joined by "_": "rate
+        limits, counting in memory" is rate_limits) as `part`."""
+        name = part.split(",", 1)[0].strip().replace(" ", "_")
         if self.available():
-            log.warning("Redis failed (%s: %r); not asking it for %.0f s", part, exc, self._seconds)
+            log.warning(
+                "Redis failed (%s: %r); not asking it for %.0f s",
+                part,
+                exc,
+                self._seconds,
+                extra={"event": "redis.fallback", "part": name},
+            )
         self._open_until = self._monotonic() + self._seconds
 
 

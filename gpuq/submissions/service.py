@@ -226,6 +226,20 @@ class SubmissionService:
     def _accepted(self, submission: StoredSubmission, profile: Profile) -> Receipt:
         """Index, announce and settle after the commit; none of it may fail the submission."""
         rank = self._index(submission)
+        log.info(
+            "submission %d accepted: score %s, rank %s",
+            submission.id,
+            submission.score,
+            rank,
+            extra={
+                "event": "submission.accepted",
+                "submission_id": submission.id,
+                "score": number(submission.score),
+                "rank": rank,
+                "participant": submission.participant,
+                "profile_version": submission.profile_version,
+            },
+        )
         announce(self._bus, self._board, submission.entry, rank, self._board_size, submission.leads)
         if submission.participant is not None and submission.leads:
             self._slots.settle(expire=False)  # a new best may make them eligible for a free slot
