@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
     app.extensions[context.EXTENSION] = runtime
     db.init_app(app, runtime.database)
     redis.init_app(app, runtime.redis)
-    observe.init_app(app)  # first: the request id and the access line see every request
+    observe.init_app(app)  # first: request id, access log and metrics see every request
     auth.init_app(app)  # before the limits: admins are outside the daily limit
     http_limits.init_app(app, runtime.limits)
     api.init_app(app)

@@ -117,6 +117,13 @@ class Settings:
     admin_timeout: float = 600.0
     """GPUQ_ADMIN_TIMEOUT: seconds a statement of an admin change (rescoring all
     submissions) may run; the request path keeps GPUQ_DB_TIMEOUT."""
+    metrics_token: str = dataclasses.field(default="", repr=False)  # a secret: never in a repr
+    """GPUQ_METRICS_TOKEN: when set, GET /metrics answers only requests that carry
+    `Authorization: Bearer <this token>` (from any address; others get 401). When empty,
+    GET /metrics answers only clients on this host, a loopback address (127.0.0.0/8, ::1),
+    and refuses others with 403. Behind a reverse proxy on the same host every request
+    comes from loopback unless GPUQ_TRUSTED_PROXIES is set: there, set a token (or have the
+    proxy refuse /metrics)."""
     log_format: str = "json"
     """GPUQ_LOG_FORMAT: how the server writes its log lines on stdout: `json` (one JSON
     object per line, the default) or `text` (plain lines for a person at a terminal;
@@ -231,6 +238,7 @@ _ENV_NAMES = {
     "slot_cooldown_hours": "GPUQ_SLOT_COOLDOWN_HOURS",
     "slot_claim_minutes": "GPUQ_SLOT_CLAIM_MINUTES",
     "slot_sweep_seconds": "GPUQ_SLOT_SWEEP_SECONDS",
+    "metrics_token": "GPUQ_METRICS_TOKEN",
     "log_format": "GPUQ_LOG_FORMAT",
 }
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gpuq import metrics
 from gpuq.api.observe import request_id
 from gpuq.errors import (
     Conflict,
@@ -81,6 +82,7 @@ def _domain_error(exc: GpuqError) -> Response:
     if isinstance(exc, RateLimited):
         # X-RateLimit-* and Retry-After are added by gpuq.ratelimit.add_headers.
         g.gpuq_rate_usage = exc.usage
+        metrics.rate_limited(exc.scope)
         return problem(429, f"{exc.description} exceeded; retry in {exc.usage.retry_after} s")
     if isinstance(exc, idempotency.InFlight):
         return problem(409, str(exc), {"Retry-After": "1"})

@@ -1,4 +1,4 @@
-"""What operators see of each request, from one hook.
+"""What operators see of each request, from one hook, and GET /metrics.
 
 The hook (`init_app`, installed before every other request hook so that it sees
 every request, also those refused by the key checks and the limits):
@@ -10,19 +10,37 @@ every request, also those refused by the key checks and the limits):
 * **one access log line** per request (logger `gpuq.access`): method, route (the
   URL rule), path (never the query string, which may hold a misplaced key),
   status, duration_ms, address, participant (the caller's name when the request
-  was authenticated, else null), request_id; never a header.
+  was authenticated, else null), request_id; never a header;
+* **request metrics** (gpuq.metrics): requests by route, method and status; the
+  latency histogram, except for streamed responses (the live stream, the
+  export, files), whose time to the first byte says nothing of their length;
+  refused submissions by reason, read from the status (refusals come from every
+  layer, parsing, keys, validation, limits, the database, and meet only there).
+
+GET /metrics: the Prometheus text format (gpuq.metrics.exposition). Access: with
+GPUQ_METRICS_TOKEN set, only `Authorization: Bearer <token>` (401 otherwise); without
+it, only clients on a loopback address (403 otherwise). Outside the rate limits (a
+scraper calls every few seconds, all day).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import os
 import re
 import time
 
-from flask import Flask, Request, Response, g, request
+from flask import Blueprint, Flask, Request, Response, g, request
 
-from gpuq import logs
+from gpuq import build, logs, metrics
+from gpuq.api import spec
+from gpuq.api.context import runtime
+from gpuq.api.limits import client_address, exempt
+from gpuq.errors import Forbidden, Unauthorized
+
+bp = Blueprint("observe", __name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -31,6 +49,20 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 """Methods named as sent; any other is named "other" (so metric labels stay a fixed set)."""
 UNMATCHED = "unmatched"
 """The route of a request that matched none (404, 405)."""
+
+SUBMIT_ENDPOINT = "submissions.submit_qualification"
+SUBMISSION_REFUSALS = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    409: "in_flight",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+"""What a refused submission's status says (gpuq.api.submissions documents each)."""
 
 access_log = logging.getLogger("gpuq.access")
 
@@ -66,6 +98,9 @@ def _finish(response: Response) -> Response:
     method = asked.method if asked.method in METHODS else "other"
     status = response.status_code
     streamed = response.is_streamed
+    metrics.request_observed(route, method, status, None if streamed else elapsed)
+    if status >= 400 and asked.endpoint == SUBMIT_ENDPOINT:
+        metrics.submission_refused(SUBMISSION_REFUSALS.get(status, "error"))
     if access_log.isEnabledFor(logging.INFO):
         member = getattr(here, "gpuq_caller", None)  # set by gpuq.api.auth.caller() if asked
         path = asked.path
@@ -98,3 +133,55 @@ def init_app(app: Flask) -> None:
     final status and headers."""
     app.before_request(_start)
     app.after_request(_finish)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def check_scraper(token: str) -> None:
+    """Raise Unauthorized unless the request carries `token` as a Bearer token (when
+    `token` is set), or Forbidden unless it comes from a loopback address (when not)."""
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise Unauthorized("GET /metrics needs 'Authorization: Bearer <GPUQ_METRICS_TOKEN>'")
+        return
+    if not _is_loopback(client_address()):
+        raise Forbidden(
+            "GET /metrics answers only clients on this host; set GPUQ_METRICS_TOKEN to scrape from elsewhere"
+        )
+
+
+@bp.get("/metrics")
+@exempt
+def metrics_page() -> Response:
+    check_scraper(runtime().settings.metrics_token)
+    body, content_type = metrics.exposition(build.version(), build.commit())
+    response = Response(body, content_type=content_type)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
+OPERATIONS: spec.Operations = {
+    ("/metrics", "get"): {
+        "operationId": "metrics",
+        "summary": "Metrics in Prometheus's text format, summed over every worker",
+        "description": "Restricted: with GPUQ_METRICS_TOKEN set, send it as a Bearer token; "
+        "without it, only clients on this host (loopback) are answered. Not rate limited.",
+        "tags": ["service"],
+        "security": [{}, {"bearer": []}],
+        "responses": {
+            "200": {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "401": spec.problem("GPUQ_METRICS_TOKEN is set and the request does not carry it."),
+            "403": spec.problem("No token is configured and the client is not on this host."),
+        },
+    },
+}

@@ -9,6 +9,7 @@ import time
 
 import redis
 
+from gpuq import metrics
 from gpuq.config import Settings
 from gpuq.errors import RateLimited, Unavailable
 from gpuq.ratelimit import Usage
@@ -48,11 +49,13 @@ class StreamCaps:
                 self._open -= 1
             usage = Usage(self._per_address, 0, int(time.time()) + 5, 5)
             raise RateLimited(f"limit of {self._per_address} open live streams per address", usage, "streams")
+        metrics.stream_opened()
         return in_redis
 
     def release(self, address: str, in_redis: bool) -> None:
         with self._lock:
             self._open -= 1
+        metrics.stream_closed()
         if in_redis and self._client is not None:
             if not self._breaker.available():  # Redis just failed: the key's expiry corrects it
                 return

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from gpuq import metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
 from gpuq.errors import Forbidden, Unauthorized, Unavailable
@@ -209,6 +210,7 @@ class SubmissionService:
             idempotency.purge_expired(connection, moment)
 
     def _replayed(self, replay: idempotency.Replay) -> Receipt:
+        metrics.submission_replayed()
         if replay.response_body is not None:
             return Receipt(replay.submission_id, replay.response_body, replayed=True)
         with self._database.autocommit() as connection:
@@ -225,6 +227,7 @@ class SubmissionService:
 
     def _accepted(self, submission: StoredSubmission, profile: Profile) -> Receipt:
         """Index, announce and settle after the commit; none of it may fail the submission."""
+        metrics.submission_accepted()
         rank = self._index(submission)
         log.info(
             "submission %d accepted: score %s, rank %s",

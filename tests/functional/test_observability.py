@@ -1,5 +1,6 @@
 """What operators see, through the in-process app: request ids (header, problem bodies, log
-lines), the access line, domain events in the log."""
+lines), the access line, domain events in the log, GET /metrics and who may read it, and
+what the metrics count (this process's registry: no multiprocess directory here)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gpuq import logs
+from gpuq.config import Settings
 from tests.conftest import WORKED_EXAMPLE, bearer, make_admin, register, submit_as
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -49,6 +52,20 @@ def log_lines() -> Iterator[Any]:
 
 def access_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in lines if line["logger"] == "gpuq.access"]
+
+
+def scrape(client: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 # Request ids
@@ -135,8 +152,9 @@ def test_one_access_line_per_request_with_route_status_duration_and_participant(
     assert key not in log_lines.text() and key.split("_")[-1] not in log_lines.text()
 
 
-def test_slot_changes_moderation_and_scoring_changes_are_logged(app, client, log_lines):
+def test_slot_changes_moderation_and_scoring_changes_are_logged_and_counted(app, client, log_lines):
     admin = make_admin(app)
+    before = scrape(client)
     key = register(client, "alice")
     assert submit_as(client, key).status_code == 201  # the free slot goes to alice at once
     assert (
@@ -154,3 +172,97 @@ def test_slot_changes_moderation_and_scoring_changes_are_logged(app, client, log
     assert (disqualified["target"], disqualified["reason"]) == ("participant:alice", "shared keys")
     assert disqualified["actor"] == "organiser" and "request_id" in disqualified
     assert (events["scoring.change"]["previous_version"], events["scoring.change"]["version"]) == (1, 2)
+    after = scrape(client)
+    for action in ("grant", "revocation"):
+        grown = value(after, "gpuq_slot_changes_total", action=action)
+        assert grown - value(before, "gpuq_slot_changes_total", action=action) == 1
+
+
+# GET /metrics: who may read it
+
+
+def test_metrics_answer_clients_on_this_host_only_without_a_token(client):
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/plain"
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert "gpuq_build_info{" in answer.get_data(as_text=True)
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+    refused = client.get("/metrics", environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert refused.status_code == 403
+    assert refused.mimetype == "application/problem+json"
+    assert "GPUQ_METRICS_TOKEN" in refused.get_json()["detail"]
+    assert "gpuq_" not in refused.get_data(as_text=True)
+
+
+def test_with_a_token_set_metrics_need_it_from_every_address(make_app):
+    client = make_app(metrics_token="s3cret-scraper-token").test_client()
+    for headers in ({}, bearer("wrong"), {"Authorization": "Basic czNjcmV0LXNjcmFwZXItdG9rZW4="}):
+        refused = client.get("/metrics", headers=headers)  # from loopback, too
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "gpuq_" not in refused.get_data(as_text=True)
+    allowed = client.get(
+        "/metrics", headers=bearer("s3cret-scraper-token"), environ_base={"REMOTE_ADDR": "10.0.0.7"}
+    )
+    assert allowed.status_code == 200 and "gpuq_http_requests_total" in allowed.get_data(as_text=True)
+    assert "s3cret" not in repr(Settings(metrics_token="s3cret-scraper-token"))
+
+
+def test_metrics_are_outside_the_rate_limits(make_app):
+    client = make_app(daily_limit="1 per day").test_client()
+    assert client.get("/submissions/999999").status_code == 404
+    assert client.get("/submissions/999999").status_code == 429
+    assert [client.get("/metrics").status_code for _ in range(5)] == [200] * 5
+
+
+# What the metrics count
+
+
+def test_requests_are_counted_by_url_rule_and_refusals_by_reason_and_scope(make_app):
+    client = make_app(submit_limit="2 per hour").test_client()
+    before = scrape(client)
+    statuses = [submit_as(client, address="10.9.0.1").status_code for _ in range(3)]
+    assert statuses == [201, 201, 429]
+    assert submit_as(client, address="10.9.0.1", accuracy=-1).status_code == 422
+    assert client.post("/submit_qualification", data="{", content_type="application/json").status_code == 400
+    assert client.get("/submissions/1").status_code == 200
+    assert client.get("/no/such/page").status_code == 404
+    after = scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    requests = "gpuq_http_requests_total"
+    submit = {"route": "/submit_qualification", "method": "POST"}
+    assert grew(requests, **submit, status="201") == 2
+    assert grew(requests, **submit, status="429") == 1
+    assert grew(requests, **submit, status="422") == 1
+    assert grew(requests, **submit, status="400") == 1
+    assert grew(requests, route="/submissions/<int:submission_id>", method="GET", status="200") == 1
+    assert grew(requests, route="unmatched", method="GET", status="404") == 1
+    assert grew("gpuq_http_request_duration_seconds_count", **submit) == 5
+    assert grew("gpuq_submissions_accepted_total") == 2
+    assert grew("gpuq_submissions_refused_total", reason="rate_limited") == 1
+    assert grew("gpuq_submissions_refused_total", reason="invalid") == 1
+    assert grew("gpuq_submissions_refused_total", reason="malformed") == 1
+    assert grew("gpuq_rate_limit_refusals_total", scope="submit") == 1
+    labels = {v for (_name, pairs) in after for _k, v in pairs}
+    assert not any("10.9.0.1" in v or v.startswith("/submissions/1") or v == "/no/such/page" for v in labels)
+
+
+def test_open_streams_are_a_gauge_and_streams_are_counted_but_not_timed(client):
+    stream = {"route": "/leaderboard/stream", "method": "GET"}
+    before = scrape(client)
+    response = client.get("/leaderboard/stream")
+    assert response.status_code == 200
+    assert next(response.response)  # the stream runs
+    during = scrape(client)
+    response.close()
+    after = scrape(client)
+    opened = value(before, "gpuq_streams_open")
+    assert (value(during, "gpuq_streams_open"), value(after, "gpuq_streams_open")) == (opened + 1, opened)
+    assert value(after, "gpuq_http_requests_total", **stream, status="200") == (
+        value(before, "gpuq_http_requests_total", **stream, status="200") + 1
+    )
+    assert ("gpuq_http_request_duration_seconds_count", frozenset(stream.items())) not in after
