@@ -16,8 +16,8 @@ $(STAMP): requirements.txt requirements-runtime.txt requirements-dev.txt pyproje
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)  ## serve the embedded default at http://localhost:5000
-	$(PY) app.py
+run: $(STAMP)  ## serve the embedded default at http://localhost:5000 (plain-text logs)
+	GPUQ_LOG_FORMAT=$${GPUQ_LOG_FORMAT:-text} $(PY) app.py
 
 test: $(STAMP)  ## run every test (PostgreSQL, Redis and Chromium as .ci/run provides them)
 	$(PY) -m pytest tests/

@@ -14,7 +14,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gpuq import api, web
-from gpuq.api import auth, context
+from gpuq.api import auth, context, observe
 from gpuq.api import limits as http_limits
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> Fl
     app.extensions[context.EXTENSION] = runtime
     db.init_app(app, runtime.database)
     redis.init_app(app, runtime.redis)
+    observe.init_app(app)  # first: request id, access log and metrics see every request
     auth.init_app(app)  # before the limits: admins are outside the daily limit
     http_limits.init_app(app, runtime.limits)
     api.init_app(app)

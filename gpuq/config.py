@@ -127,6 +127,17 @@ class Settings:
     admin_timeout: float = 600.0
     """GPUQ_ADMIN_TIMEOUT: seconds a statement of an admin change (rescoring all
     submissions) may run; the request path keeps GPUQ_DB_TIMEOUT."""
+    metrics_token: str = dataclasses.field(default="", repr=False)  # a secret: never in a repr
+    """GPUQ_METRICS_TOKEN: when set, GET /metrics answers only requests that carry
+    `Authorization: Bearer <this token>` (from any address; others get 401). When empty,
+    GET /metrics answers only clients on this host, a loopback address (127.0.0.0/8, ::1),
+    and refuses others with 403. Behind a reverse proxy on the same host every request
+    comes from loopback unless GPUQ_TRUSTED_PROXIES is set: there, set a token (or have the
+    proxy refuse /metrics)."""
+    log_format: str = "json"
+    """GPUQ_LOG_FORMAT: how the server writes its log lines on stdout: `json` (one JSON
+    object per line, the default) or `text` (plain lines for a person at a terminal;
+    `make run` chooses it). See gpuq.logs for the fields."""
 
     def __post_init__(self) -> None:
         for name in ("submit_limit", "daily_limit", "participant_limit", "keyed_address_limit"):
@@ -147,6 +158,8 @@ class Settings:
             raise ConfigError("GPUQ_CONNECTIONS_PER_ADDRESS must be 0 or more")
         if self.body_timeout_seconds <= 0:
             raise ConfigError("GPUQ_BODY_TIMEOUT_SECONDS must be more than 0")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("GPUQ_LOG_FORMAT must be json or text")
         if self.trusted_proxies < 0:
             raise ConfigError("GPUQ_TRUSTED_PROXIES must be 0 or more")
         names = self.slot_names
@@ -244,6 +257,8 @@ _ENV_NAMES = {
     "slot_cooldown_hours": "GPUQ_SLOT_COOLDOWN_HOURS",
     "slot_claim_minutes": "GPUQ_SLOT_CLAIM_MINUTES",
     "slot_sweep_seconds": "GPUQ_SLOT_SWEEP_SECONDS",
+    "metrics_token": "GPUQ_METRICS_TOKEN",
+    "log_format": "GPUQ_LOG_FORMAT",
 }
 
 

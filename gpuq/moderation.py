@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,8 @@ from gpuq.slots.service import SlotService
 from gpuq.store import tables
 from gpuq.store.db import Database
 from gpuq.submissions import store
+
+log = logging.getLogger(__name__)
 
 TABLE = tables.SUBMISSIONS
 PARTICIPANTS = tables.PARTICIPANTS
@@ -244,6 +247,13 @@ class ModerationService:
             before, after = change(connection, moment)
             audit.record(connection, actor, action, target, before, after, reason, moment)
             connection.commit()
+        log.info(
+            "%s by %s: %s",
+            action,
+            actor,
+            target,
+            extra={"event": action, "target": target, "actor": actor, "reason": reason},
+        )
         self._board.reindex(**reindex)
         self._slots.publish(slot_changes or [])
         self._slots.settle()

@@ -1,26 +1,34 @@
 """The production server: gunicorn with gevent workers, through gunicorn's application API.
 
 Start-up order, all in the master process: read `.env` and the environment,
-apply pending migrations (under the migration lock; `GPUQ_AUTO_MIGRATE=0`
-skips this), report what the service runs on, then fork the workers; each
-worker builds its own app (engines and pools after the fork).
+send every log line to stdout in GPUQ_LOG_FORMAT (gpuq.logs; gunicorn's own lines
+too, through GpuqLogger), prepare the metrics directory shared by the workers
+(`prepare_metrics_dir`), apply pending migrations (under the migration lock;
+`GPUQ_AUTO_MIGRATE=0` skips this), report what the service runs on, then fork
+the workers; each worker builds its own app (engines and pools after the fork).
+Start-up failures that stop the server are also printed plainly on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
+from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
+from gpuq import logs
 from gpuq.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -104,6 +112,62 @@ class GpuqWorker(GeventWorker):
             runtime.draining.set()  # /readyz answers 503 from now on
             runtime.bus.close_all()
         super().handle_exit(sig, frame)
+
+
+class GpuqLogger(glogging.Logger):
+    """gunicorn's logger, writing its lines (start, workers booting and exiting, errors)
+    through the root logger's handler, in the service's format on stdout (gpuq.logs),
+    instead of its own handler on stderr. Its access log stays off: gpuq.api.observe
+    writes one line per request, with the request id and the participant."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+def prepare_metrics_dir(workers: int, environ: dict[str, str]) -> str | None:
+    """Before any process imports prometheus_client: the directory through which the
+    workers' metrics are summed (gpuq.metrics), emptied; None when there is none to share.
+
+    PROMETHEUS_MULTIPROC_DIR, when set, is used (and emptied of earlier runs' files) with
+    any number of workers; otherwise more than one worker gets a new private directory,
+    which `remove_metrics_dir` deletes when the server stops, and one worker needs none
+    (its own registry is exact). Raises RuntimeError when prometheus_client was imported
+    already: it decides at import whether values are shared, and would not share them.
+    """
+    given = environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if not given and workers <= 1:
+        return None
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess directory was set")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):  # an earlier run's workers
+            os.remove(stale)
+        return given
+    path = tempfile.mkdtemp(prefix="gpuq-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by the workers
+    return path
+
+
+def remove_metrics_dir(path: str | None, environ: dict[str, str], owner: int) -> None:
+    """Delete the directory `prepare_metrics_dir` made (never one the operator gave), in the
+    process `owner` (the master) only: a worker leaves gunicorn by SystemExit, through the
+    same stack as the master, and must not take the directory with it."""
+    if path is not None and not environ.get("PROMETHEUS_MULTIPROC_DIR") and os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """gunicorn's hook in the master after a worker exited: its live gauges (open streams)
+    stop counting; its counters stay in the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 class GpuqServer(BaseApplication):
@@ -233,6 +297,9 @@ def gunicorn_options(host: str, port: int, workers: int, settings: Settings) -> 
         "preload_app": False,
         "errorlog": "-",
         "loglevel": "info",
+        "logger_class": "gpuq.server.GpuqLogger",
+        "accesslog": None,  # gpuq.api.observe writes the access lines
+        "child_exit": child_exit,
         "proc_name": "gpuq",
         # Several servers may share a host (tests, blue/green); nothing here uses the control socket.
         "control_socket_disable": True,
@@ -250,21 +317,26 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
     except ConfigError as exc:
         print(f"gpuq: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logs.configure(settings.log_format)
     workers = worker_count(args.workers, settings)
     if settings.embedded and args.workers not in (None, 1):
-        print(
-            f"gpuq: embedded mode runs one worker, not {args.workers} (set REDIS_URL for more)",
-            file=sys.stderr,
-        )
-    if not prepare_database(settings):
-        return 1
-    check_redis(settings)
-    print(f"gpuq: {describe(settings)}", file=sys.stderr)
+        log.warning("embedded mode runs one worker, not %s (set REDIS_URL for more)", args.workers)
+    metrics_dir, master = prepare_metrics_dir(workers, environ), os.getpid()
+    try:
+        if not prepare_database(settings):
+            return 1
+        check_redis(settings)
+        serve(settings, args, workers)
+    finally:
+        remove_metrics_dir(metrics_dir, environ, master)
+    return 0
+
+
+def serve(settings: Settings, args: argparse.Namespace, workers: int) -> None:
+    """Say what is served where, then run gunicorn until it stops."""
+    log.info("%s", describe(settings))
     shown_host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else args.host
-    print(f"gpuq: serving on http://{args.host}:{args.port} with {workers} worker(s)", file=sys.stderr)
-    print(f"gpuq: live board at http://{shown_host}:{args.port}/board", file=sys.stderr)
+    log.info("serving on http://%s:%s with %d worker(s)", args.host, args.port, workers)
+    log.info("live board at http://%s:%s/board", shown_host, args.port)
     options = gunicorn_options(args.host, args.port, workers, settings)
     GpuqServer(settings, options).run()
-    return 0

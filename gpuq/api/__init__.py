@@ -9,6 +9,7 @@ from gpuq.api import (
     errors,
     health,
     leaderboard,
+    observe,
     openapi,
     participants,
     quota,
@@ -23,5 +24,6 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     security.init_app(app)
     leaderboard.init_app(app)
-    for module in (health, submissions, leaderboard, stream, quota, participants, slots, admin, openapi):
+    modules = (health, submissions, leaderboard, stream, quota, participants, slots, admin, observe, openapi)
+    for module in modules:
         app.register_blueprint(module.bp)

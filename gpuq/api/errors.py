@@ -2,8 +2,10 @@
 
 Body: `type` (always "about:blank": the status says what kind of problem it
 is), `title` (the status phrase), `status`, `detail` (what went wrong, for a
-person), `instance` (the request path) and, for invalid input, `errors`: a
-list of `{"field", "message"}`. No stack trace or server detail ever leaves.
+person), `instance` (the request path), `request_id` (the request's id, as in
+the `X-Request-ID` header and the log lines: gpuq.api.observe) and, for invalid
+input, `errors`: a list of `{"field", "message"}`. No stack trace or server
+detail ever leaves.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gpuq import metrics
+from gpuq.api.observe import request_id
 from gpuq.errors import (
     Conflict,
     Forbidden,
@@ -45,6 +49,7 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
         "status": status,
         "detail": detail,
         "instance": request.path,
+        "request_id": request_id(),
         **extra,
     }
     response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=PROBLEM_JSON)
@@ -77,6 +82,7 @@ def _domain_error(exc: GpuqError) -> Response:
     if isinstance(exc, RateLimited):
         # X-RateLimit-* and Retry-After are added by gpuq.ratelimit.add_headers.
         g.gpuq_rate_usage = exc.usage
+        metrics.rate_limited(exc.scope)
         return problem(429, f"{exc.description} exceeded; retry in {exc.usage.retry_after} s")
     if isinstance(exc, idempotency.InFlight):
         return problem(409, str(exc), {"Retry-After": "1"})

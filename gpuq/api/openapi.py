@@ -20,6 +20,7 @@ from gpuq.api import (
     admin,
     health,
     leaderboard,
+    observe,
     participants,
     quota,
     schemas,
@@ -73,6 +74,7 @@ OPERATIONS: spec.Operations = {
     **participants.OPERATIONS,
     **admin.OPERATIONS,
     **slots.OPERATIONS,
+    **observe.OPERATIONS,
 }
 """Every route's operation, as each resource module declares it (a test checks none is missing)."""
 

@@ -137,6 +137,10 @@ OPERATIONS: spec.Operations = {
         "responses": {
             "200": spec.json_response("ParticipantOut", "The participant."),
             "400": spec.problem("A bad limit or offset."),
+            "401": spec.problem(
+                "The name `me` (never a participant's: names have 3-32 characters) is the caller's "
+                "own page, GET /participants/me, which needs an API key."
+            ),
             "404": spec.problem("No such participant."),
             "429": spec.LIMITED,
             "503": spec.DATABASE_DOWN,

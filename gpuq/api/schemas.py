@@ -510,6 +510,9 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str
+    request_id: str | None = Field(
+        default=None, description="The request's id, as in the X-Request-ID header and the service's logs."
+    )
     errors: list[FieldProblem] | None = None
 
 

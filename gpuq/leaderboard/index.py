@@ -25,6 +25,7 @@ from typing import Any, cast
 import redis
 from sqlalchemy import Connection
 
+from gpuq import metrics
 from gpuq.config import Settings
 from gpuq.leaderboard.board import Entry, Leaderboard, Page
 from gpuq.leaderboard.query import DatabaseLeaderboard
@@ -213,6 +214,7 @@ class RedisLeaderboard:
                 self._mark_stale(exc)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._mark_stale(exc, rebuild=True)
+        metrics.index_fallback("page")
         return self._db.page(offset, limit, view)
 
     def version(self) -> bytes | None:
@@ -247,6 +249,7 @@ class RedisLeaderboard:
                 elif rank is not None:
                     return int(rank) + 1
                 # Not indexed (yet): the database knows; the periodic check repairs a real loss.
+        metrics.index_fallback("rank")
         return self._db.rank(entry, view)
 
     def reindex(self, *, submission_id: int | None = None, participant_id: int | None = None) -> None:
@@ -386,7 +389,12 @@ class RedisLeaderboard:
                 count += len(batch)
         finally:
             self._redis.delete(*temps, lock)
-        log.info("leaderboard index rebuilt from the database: %d entries", count)
+        metrics.index_rebuilt()
+        log.info(
+            "leaderboard index rebuilt from the database: %d entries",
+            count,
+            extra={"event": "index.rebuild", "entries": count},
+        )
         self.stale = False
         self._must_rebuild = False
         return count

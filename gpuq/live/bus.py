@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 
+from gpuq import metrics
 from gpuq.config import Settings
 from gpuq.store.redis import Breaker, is_outage
 
@@ -191,6 +192,7 @@ class RedisBus(LocalBus):
                 self.listening.clear()
                 delay = self.RECONNECT_SECONDS[min(failures, len(self.RECONNECT_SECONDS) - 1)]
                 failures += 1
+                metrics.redis_error("event_subscription")
                 log.warning("event subscription lost, reconnecting in %.1f s: %r", delay, exc)
                 time.sleep(delay)
             finally:

@@ -31,6 +31,7 @@ import uuid
 
 import redis
 
+from gpuq import metrics
 from gpuq.config import Settings
 from gpuq.errors import RateLimited, Unavailable
 from gpuq.ratelimit import Usage
@@ -127,6 +128,7 @@ class StreamCaps:
             self._leave_worker()
             usage = Usage(self._per_address, 0, int(time.time()) + 5, 5)
             raise RateLimited(f"limit of {self._per_address} open live streams per address", usage, "streams")
+        metrics.stream_opened()
         ticket.renew()  # sets the first renewal time
         return ticket
 
@@ -169,6 +171,7 @@ class StreamCaps:
 
     def _release(self, ticket: Ticket) -> None:
         self._leave_worker()
+        metrics.stream_closed()
         if not ticket.in_redis:
             with self._lock:
                 left = self._local.get(ticket.address, 0) - 1

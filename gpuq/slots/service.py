@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from gpuq import audit
+from gpuq import audit, metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
 from gpuq.participants import Member
@@ -135,9 +135,20 @@ class SlotService:
         return changes
 
     def publish(self, changes: list[Change]) -> None:
-        """One `slot` event per change, each carrying the pool as it is now; never raises."""
+        """One `slot` event per change, each carrying the pool as it is now; never raises.
+        Every change of a lease passes here once (from the process that made it), so this
+        is where changes are counted and logged."""
         if not changes:
             return
+        for change in changes:
+            metrics.slot_changed(change.action)
+            log.info(
+                "slot %s: %s %s",
+                change.slot,
+                change.action,
+                change.participant,
+                extra={"event": f"slot.{change.action}", **change_json(change)},
+            )
         try:
             pool = self.pool()
             for change in changes:

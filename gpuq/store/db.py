@@ -8,6 +8,8 @@ pooled connection and (on PostgreSQL) running a statement. On PostgreSQL the
 client bounds each round trip too (`BoundedConnection`): a server that hangs
 with its TCP connections open (processes stopped, a storage stall) answers no
 statement_timeout, so without it a request would wait as long as the hang.
+Every failure that means the database cannot do the work now
+(`is_unavailable`) is counted in gpuq_database_errors_total, whoever catches it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 import psycopg
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from gpuq import metrics
 from gpuq.config import Settings
 
 EXTENSION = "gpuq.db"
@@ -34,12 +37,19 @@ class Database:
 
     def connect(self) -> Connection:
         """A transactional connection: use it in a `with` block and commit at the edge."""
-        return self.engine.connect()
+        return self._connect()
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except PoolTimeout:  # raised by the pool itself: the engine's error event never sees it
+            metrics.database_error("pool_timeout")
+            raise
 
     def snapshot(self) -> Connection:
         """A connection whose reads all see one consistent state of the database (a
         REPEATABLE READ transaction on PostgreSQL; SQLite's transactions already are)."""
-        connection = self.engine.connect()
+        connection = self._connect()
         if self.engine.dialect.name == "postgresql":
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
         return connection
@@ -50,7 +60,7 @@ class Database:
         For single-statement work (one INSERT, reads): it saves the BEGIN and
         COMMIT round trips of an explicit transaction.
         """
-        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 READ_ONLY_SQLSTATE = "25006"
@@ -134,6 +144,7 @@ def make_engine(settings: Settings) -> Engine:
         # load, and a PostgreSQL connection costs a process fork on the server.
         options.update(pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=settings.db_timeout)
     engine = create_engine(url, **options)
+    event.listen(engine, "handle_error", _count_error)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.driver == "psycopg":
@@ -154,6 +165,15 @@ def _bound_waits(engine: Engine, limit: float) -> None:
     def reset(dbapi_connection: Any, _record: Any) -> None:
         if isinstance(dbapi_connection, BoundedConnection):
             dbapi_connection.wait_limit = limit
+
+
+def _count_error(context: ExceptionContext) -> None:
+    """Count a failed connect or statement that means unavailability (not a constraint
+    violation, which the code expects and handles, nor a bug, which answers 500)."""
+    error = context.sqlalchemy_exception
+    if error is None or not is_unavailable(error):
+        return
+    metrics.database_error("read_only" if is_read_only(error) else "unavailable")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from gpuq import metrics
 from gpuq.config import Settings
 
 EXTENSION = "gpuq.redis"
@@ -47,9 +48,21 @@ class Breaker:
         return self._monotonic() >= self._open_until
 
     def trip(self, part: str, exc: BaseException) -> None:
-        """`part` saw Redis fail: nobody in this worker asks it for the next `seconds`."""
+        """`part` saw Redis fail: nobody in this worker asks it for the next `seconds`.
+
+        Counted in gpuq_redis_errors_total, and logged once per outage, under the part's
+        name (the words before any comma, joined by "_": "rate limits, counting in memory"
+        is rate_limits)."""
+        name = part.split(",", 1)[0].strip().replace(" ", "_")
+        metrics.redis_error(name)
         if self.available():
-            log.warning("Redis failed (%s: %r); not asking it for %.0f s", part, exc, self._seconds)
+            log.warning(
+                "Redis failed (%s: %r); not asking it for %.0f s",
+                part,
+                exc,
+                self._seconds,
+                extra={"event": "redis.fallback", "part": name},
+            )
         self._open_until = self._monotonic() + self._seconds
 
 

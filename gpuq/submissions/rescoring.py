@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +57,8 @@ from gpuq.store.db import Database, allow_long_wait
 from gpuq.store.models import SCORE
 from gpuq.submissions import profiles
 from gpuq.submissions.profiles import ProfileCache, active
+
+log = logging.getLogger(__name__)
 
 TABLE = tables.SUBMISSIONS
 PROFILES = tables.SCORING_PROFILES
@@ -297,6 +300,23 @@ class ScoringService:
                 connection, actor, "scoring.change", "scoring", before, {**after, **summary}, reason, moment
             )
             connection.commit()
+        log.info(
+            "scoring profile %d replaced by %s by %s: %d submissions rescored, %d scores changed",
+            outcome.previous_version,
+            outcome.version,
+            actor,
+            outcome.rescored,
+            outcome.scores_changed,
+            extra={
+                "event": "scoring.change",
+                "actor": actor,
+                "previous_version": outcome.previous_version,
+                "version": outcome.version,
+                "rescored": outcome.rescored,
+                "scores_changed": outcome.scores_changed,
+                "reason": reason,
+            },
+        )
         self._profiles.forget()
         self._board.refresh()
         self._slots.settle()

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from gpuq import metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
 from gpuq.errors import Forbidden, Unauthorized, Unavailable
@@ -208,6 +209,7 @@ class SubmissionService:
                 idempotency.purge_expired(connection, moment)
 
     def _replayed(self, replay: idempotency.Replay) -> Receipt:
+        metrics.submission_replayed()
         if replay.response_body is not None:
             return Receipt(replay.submission_id, replay.response_body, replayed=True)
         with self._database.autocommit() as connection:
@@ -224,7 +226,22 @@ class SubmissionService:
 
     def _accepted(self, submission: StoredSubmission, profile: Profile) -> Receipt:
         """Index, announce and settle after the commit; none of it may fail the submission."""
+        metrics.submission_accepted()
         rank = self._index(submission)
+        log.info(
+            "submission %d accepted: score %s, rank %s",
+            submission.id,
+            submission.score,
+            rank,
+            extra={
+                "event": "submission.accepted",
+                "submission_id": submission.id,
+                "score": number(submission.score),
+                "rank": rank,
+                "participant": submission.participant,
+                "profile_version": submission.profile_version,
+            },
+        )
         announce(self._bus, self._board, submission.entry, rank, self._board_size, submission.leads)
         if submission.participant is not None and submission.leads:
             self._slots.settle(expire=False)  # a new best may make them eligible for a free slot
