@@ -198,7 +198,8 @@ def test_after_redis_restarts_empty_every_read_and_rank_equals_the_database(
     check((97, 3, 50, 99))
     import redis
 
-    redis.Redis.from_url(redis_server.url).flushall()  # empty, and nothing breaks: nobody notices
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()  # empty, and nothing breaks: nobody notices
     check((1, 64, 98, 12))
 
 

@@ -191,6 +191,7 @@ def test_a_killed_workers_streams_stop_counting_and_a_redis_restart_recounts_ope
         assert [s.status for s in held] == [200, 200]
         redis_server.stop()
         redis_server.start()
+        leases.close()
         leases = redis.Redis.from_url(redis_server.url)
         poll(lambda: leases.zcard(key) == 2, "both open streams counted again")
         assert stream_status(server.base) == 429
@@ -198,6 +199,7 @@ def test_a_killed_workers_streams_stop_counting_and_a_redis_restart_recounts_ope
         for stream in held:
             stream.close()
     poll(lambda: leases.zcard(key) == 0, "closed streams leave the count")
+    leases.close()
 
 
 def test_sigterm_finishes_requests_in_flight_ends_streams_and_takes_no_new_ones(start_server, tmp_path):
@@ -226,6 +228,7 @@ def test_sigterm_finishes_requests_in_flight_ends_streams_and_takes_no_new_ones(
     # The stream is ended by the worker, not by the graceful timeout: it is over before the
     # request in flight (still waiting for its body) is.
     poll(lambda: not stream.reader_alive(), "the stream ended")
+    stream.close()
 
     poll(lambda: _refuses(server.port), "new connections are refused")
 
