@@ -66,7 +66,7 @@ from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
 from gpuq.errors import RateLimited
 from gpuq.sliding_log import Limit, Outcome
-from gpuq.store.redis import Breaker
+from gpuq.store.redis import Breaker, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,8 @@ class RateLimits:
             try:
                 return operation(self._primary)
             except Exception as exc:  # any store failure; the policy is to keep limiting in memory
-                self._breaker.trip("rate limits, counting in memory meanwhile", exc)
+                if is_outage(exc):  # not, say, one bad key: that must not switch off Redis for all
+                    self._breaker.trip("rate limits, counting in memory meanwhile", exc)
         return operation(self._memory)
 
     def _on_logs(self, operation: Callable[[sliding_log.Store], T]) -> T:
@@ -251,7 +252,8 @@ class RateLimits:
             try:
                 return operation(self._primary_logs)
             except (redis.RedisError, OSError) as exc:
-                self._breaker.trip("submission limits, counting in memory meanwhile", exc)
+                if is_outage(exc):
+                    self._breaker.trip("submission limits, counting in memory meanwhile", exc)
         return operation(self._memory_logs)
 
 

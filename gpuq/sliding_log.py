@@ -33,8 +33,10 @@ SEED_ON_REDIS = """
 local now = tonumber(ARGV[1])
 local spec = cjson.decode(ARGV[4])
 local missing = {}
+-- A log seeded with nothing leaves no sorted set, so a marker (lost with the log on a
+-- flush or restart, like the log itself) says it was seeded.
 for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 0 then
+  if redis.call('EXISTS', key, key .. ':seeded') == 0 then
     local seeds = spec[i][3]
     if type(seeds) ~= 'table' then
       missing[#missing + 1] = i
@@ -45,6 +47,7 @@ for i, key in ipairs(KEYS) do
         end
       end
       redis.call('PEXPIRE', key, spec[i][1])
+      redis.call('SET', key .. ':seeded', 1, 'PX', spec[i][1])
     end
   end
 end

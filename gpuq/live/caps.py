@@ -83,6 +83,9 @@ class Ticket:
             self._renew_due = now + self._caps.lease_seconds / 2
             self._caps._renew(self)
 
+    def renewed_now(self) -> None:
+        self._renew_due = time.monotonic() + self._caps.lease_seconds / 2
+
     def release(self) -> None:
         if not self._released:
             self._released = True
@@ -129,7 +132,7 @@ class StreamCaps:
             usage = Usage(self._per_address, 0, int(time.time()) + 5, 5)
             raise RateLimited(f"limit of {self._per_address} open live streams per address", usage, "streams")
         metrics.stream_opened()
-        ticket.renew()  # sets the first renewal time
+        ticket.renewed_now()  # acquiring gave it a whole lease
         return ticket
 
     def _leave_worker(self) -> None:

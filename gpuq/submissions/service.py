@@ -185,13 +185,15 @@ class SubmissionService:
         with self._database.connect() as connection:
             # The claim lives and dies with this transaction (gpuq.submissions.idempotency).
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
-            if replay is not None:  # finished between find_replay and here
-                connection.rollback()
-                return self._replayed(replay)
-            on_usage(self._limits.take_submitter(address, None if member is None else member.id, connection))
-            submission, profile = self._record(connection, metrics, address, member)
-            idempotency.complete(connection, scope, key, submission.id)
-            connection.commit()
+            if replay is None:
+                on_usage(
+                    self._limits.take_submitter(address, None if member is None else member.id, connection)
+                )
+                submission, profile = self._record(connection, metrics, address, member)
+                idempotency.complete(connection, scope, key, submission.id)
+                connection.commit()
+        if replay is not None:  # finished meanwhile; answered after this connection is back in the pool
+            return self._replayed(replay)
         receipt = self._accepted(submission, profile)
         try:
             with self._database.autocommit() as connection:

@@ -174,3 +174,34 @@ def test_a_bad_key_counts_against_the_address(make_app):
     wrong = {"Authorization": "Bearer not-a-key"}
     assert [client.get("/participants/me", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
     assert client.get("/submissions/1").status_code == 429  # the same address, anonymous
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_a_client_without_submissions_is_seeded_once_not_on_every_read(store, request):
+    """A log seeded with nothing must still count as seeded, else every read of /quota
+    (outside every limit) would cost a database query."""
+    import redis as redis_py
+
+    from gpuq.config import Settings
+    from gpuq.ratelimit import RateLimits
+
+    asked = []
+
+    def history(scope, who, since, limit, connection):
+        asked.append((scope, who))
+        return []
+
+    client = None
+    settings = Settings()
+    if store == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        settings = Settings(redis_url=url, redis_prefix=prefix)
+        client = redis_py.Redis.from_url(url)
+    try:
+        limits = RateLimits(settings, client, history=history)
+        for _ in range(5):
+            limits.usage("192.0.2.50")
+        assert asked == [("submit", "192.0.2.50")]
+    finally:
+        if client is not None:
+            client.close()
