@@ -26,9 +26,21 @@ ADMIN_PREFIX = "/admin"
 def caller() -> Member | None:
     """The authenticated participant, or None without an Authorization header; raises Unauthorized."""
     if "gpuq_caller" not in g:
-        g.gpuq_caller = _authenticate(request.headers.get("Authorization"))
+        try:
+            g.gpuq_caller = _authenticate(request.headers.get("Authorization"))
+        except Unauthorized as refused:  # kept too: a bad key costs one look-up, not one per ask
+            g.gpuq_caller = refused
+    if isinstance(g.gpuq_caller, Unauthorized):
+        raise g.gpuq_caller
     found: Member | None = g.gpuq_caller
     return found
+
+
+def authenticated() -> Member | None:
+    """The participant this request was authenticated as, if `caller` was asked and the key
+    was valid; never looks anything up or raises (for the access log)."""
+    found = g.get("gpuq_caller")
+    return found if isinstance(found, Member) else None
 
 
 def _authenticate(header: str | None) -> Member | None:

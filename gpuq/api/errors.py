@@ -32,7 +32,7 @@ from gpuq.errors import (
     Unauthorized,
     Unavailable,
 )
-from gpuq.store.db import is_read_only, is_unavailable
+from gpuq.store.db import is_no_answer, is_read_only, is_unavailable
 from gpuq.submissions import idempotency
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,14 @@ def _database_error(exc: Exception) -> Response:
             503,
             "the database is read-only just now (a fail-over may be under way); nothing was stored, "
             "retry later",
+            {"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
+    if is_no_answer(exc):
+        log.warning("database did not answer in time")
+        return problem(
+            503,
+            "the database did not answer in time; what was sent may still be stored: retry with the "
+            "same Idempotency-Key to be sure of storing it once",
             {"Retry-After": str(DATABASE_RETRY_AFTER)},
         )
     if is_unavailable(exc):

@@ -35,7 +35,7 @@ import time
 from flask import Blueprint, Flask, Request, Response, g, request
 
 from gpuq import build, logs, metrics
-from gpuq.api import spec
+from gpuq.api import auth, spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import client_address, exempt
 from gpuq.errors import Forbidden, Unauthorized
@@ -102,7 +102,7 @@ def _finish(response: Response) -> Response:
     if status >= 400 and asked.endpoint == SUBMIT_ENDPOINT:
         metrics.submission_refused(SUBMISSION_REFUSALS.get(status, "error"))
     if access_log.isEnabledFor(logging.INFO):
-        member = getattr(here, "gpuq_caller", None)  # set by gpuq.api.auth.caller() if asked
+        member = auth.authenticated()
         path = asked.path
         fields = {
             "method": method,

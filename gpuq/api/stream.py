@@ -63,20 +63,23 @@ def leaderboard_stream() -> Response:
         raise
 
     def generate() -> Iterator[str]:
-        yield "retry: 2000\n\n"
-        yield sse("snapshot", snapshot, f"snapshot-{int(time.time() * 1000)}")
-        deadline = time.monotonic() + settings.stream_max_seconds
-        while (left := deadline - time.monotonic()) > 0:
-            ticket.renew()  # keeps this stream counted (gpuq.live.caps)
-            try:
-                item = subscription.get(timeout=min(settings.stream_heartbeat_seconds, left))
-            except queue.Empty:
-                yield ": heartbeat\n\n"
-                continue
-            if item is CLOSED:
-                return
-            assert isinstance(item, Event)
-            yield sse(item.type, item.data, item.id)
+        try:
+            yield "retry: 2000\n\n"
+            yield sse("snapshot", snapshot, f"snapshot-{int(time.time() * 1000)}")
+            deadline = time.monotonic() + settings.stream_max_seconds
+            while (left := deadline - time.monotonic()) > 0:
+                ticket.renew()  # keeps this stream counted (gpuq.live.caps)
+                try:
+                    item = subscription.get(timeout=min(settings.stream_heartbeat_seconds, left))
+                except queue.Empty:
+                    yield ": heartbeat\n\n"
+                    continue
+                if item is CLOSED:
+                    return
+                assert isinstance(item, Event)
+                yield sse(item.type, item.data, item.id)
+        finally:
+            end()  # also here: a response dropped before it is closed must not keep its slot
 
     def end() -> None:
         assert subscription is not None
@@ -84,7 +87,8 @@ def leaderboard_stream() -> Response:
         ticket.release()
 
     # The server closes every response it started, also one whose body it never iterated
-    # (a client gone before the first byte): `end` runs exactly once either way.
+    # (a client gone before the first byte); `end` may run twice, which is harmless (the
+    # ticket releases once, unsubscribing twice is a no-op).
     response = _stream_response(generate())
     response.call_on_close(end)
     return response

@@ -86,6 +86,15 @@ CLIENT_MARGIN_SECONDS = 1.0
 that a slow statement is ended by the server (a clean error) before the client gives up."""
 
 
+class NoAnswer(psycopg.OperationalError):
+    """The client gave up waiting for the server: what it had sent may still be applied."""
+
+
+def is_no_answer(exc: BaseException) -> bool:
+    """Whether `exc` is a wait the client cut short (the outcome of a write is unknown)."""
+    return isinstance(getattr(exc, "orig", None), NoAnswer)
+
+
 class BoundedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every wait for the server (a statement, a COMMIT, a
     ROLLBACK) ends after `wait_limit` seconds: the connection is then closed (its state is
@@ -105,7 +114,7 @@ class BoundedConnection(psycopg.Connection[Any]):
             return super().wait(gen, interval, self.wait_limit if timeout is None else timeout)
         except psycopg.errors._WaitTimeout:  # psycopg's own signal for the timeout given above
             self.close()
-            raise psycopg.OperationalError(
+            raise NoAnswer(
                 f"the database did not answer within {self.wait_limit} s (hung or unreachable)"
             ) from None
 

@@ -13,7 +13,7 @@ from gpuq.api.body import parse_json
 from gpuq.app import runtime_of
 from gpuq.config import Settings
 from gpuq.store import migrate
-from gpuq.store.db import is_unavailable, make_engine
+from gpuq.store.db import is_no_answer, is_unavailable, make_engine
 from gpuq.submissions import idempotency
 from tests.conftest import WORKED_EXAMPLE, stored_count
 from tests.services import CuttableProxy, PostgresCluster
@@ -74,6 +74,7 @@ def test_a_hung_database_fails_the_request_within_its_timeout_and_a_retry_is_saf
         own_cluster.thaw()
         pool.shutdown(wait=True)
     assert failure is not None and is_unavailable(failure), failure
+    assert is_no_answer(failure)  # answered as "may still be stored: retry with the same key"
 
     retry = client.post(
         "/submit_qualification",

@@ -152,7 +152,13 @@
       if (line.startsWith("event:")) kind = line.slice(6).trim();
       else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
     }
-    if (data.length && handlers[kind]) handlers[kind]({ data: data.join("\n") });
+    if (!data.length || !handlers[kind]) return;
+    try {
+      handlers[kind]({ data: data.join("\n") });
+    } catch (error) {
+      console.error("could not show a live event", error);  // keep the stream; the next snapshot mends
+    }
+    if (kind === "snapshot") failures = 0;  // really live again: the back-off starts over
   }
 
   async function connect() {
@@ -170,7 +176,6 @@
       retryLater(`live updates refused: ${detail}`, Number(response.headers.get("Retry-After")) || 0);
       return;
     }
-    failures = 0;
     status("live", "live");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -185,7 +190,11 @@
           buffer = buffer.slice(end + 2);
         }
       }
-    } catch (error) { /* the connection dropped */ }
+    } catch (error) {
+      /* the connection dropped */
+    } finally {
+      reader.cancel().catch(() => {});  // never keep a dead stream holding one of the address's slots
+    }
     retryLater("the live stream ended", 0);
   }
 
