@@ -201,6 +201,7 @@ def test_after_redis_restarts_empty_every_read_and_rank_equals_the_database(
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()  # empty, and nothing breaks: nobody notices
     check((1, 64, 98, 12))
+    session.close()
 
 
 def redis_server_members(server: RedisServer) -> list[int]:
@@ -218,11 +219,11 @@ def test_two_servers_share_one_quota_exactly(start_server, database, redis_serve
     barrier = threading.Barrier(50)
 
     def attempt(i: int) -> int:
-        session = requests.Session()
-        barrier.wait()
-        return session.post(
-            f"{servers[i % 2].base}/submit_qualification", json=WORKED_EXAMPLE, timeout=30
-        ).status_code
+        with requests.Session() as session:
+            barrier.wait()
+            return session.post(
+                f"{servers[i % 2].base}/submit_qualification", json=WORKED_EXAMPLE, timeout=30
+            ).status_code
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         statuses = list(pool.map(attempt, range(50)))
@@ -249,10 +250,10 @@ def test_a_burst_of_600_from_one_address_accepts_exactly_ten_before_and_after_a_
         barrier = threading.Barrier(size)
 
         def attempt(i: int) -> int:
-            session = requests.Session()
-            barrier.wait()
-            url = f"{servers[i % 2].base}/submit_qualification"
-            return session.post(url, json=WORKED_EXAMPLE, timeout=60).status_code
+            with requests.Session() as session:
+                barrier.wait()
+                url = f"{servers[i % 2].base}/submit_qualification"
+                return session.post(url, json=WORKED_EXAMPLE, timeout=60).status_code
 
         with ThreadPoolExecutor(max_workers=size) as pool:
             return list(pool.map(attempt, range(size)))
