@@ -231,7 +231,7 @@ class RateLimits:
     def _usage(self, item: RateLimitItem, count: sliding_log.Count) -> Usage:
         now = _ms(self._clock()) / 1000
         window = item.get_expiry()
-        frees_at = window + (now if count.frees_at_ms is None else count.frees_at_ms / 1000)
+        frees_at = window + (now if count.oldest_ms is None else count.oldest_ms / 1000)
         retry_after = min(window, max(1, math.ceil(frees_at - now)))
         return Usage(item.amount, max(0, item.amount - count.used), math.ceil(now) + retry_after, retry_after)
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import redis
 
-SEED_ON_REDIS = """
+CHECK_AND_TAKE = """
 -- KEYS: one sorted set per limit (scores: times in ms).
 -- ARGV[1]: now (ms); ARGV[2]: "take" or "peek"; ARGV[3]: a unique member for this take;
 -- ARGV[4]: JSON [[window_ms, amount, seeds], ...] per key, seeds a list of times or null.
@@ -91,11 +91,11 @@ class Limit:
 
 @dataclasses.dataclass(frozen=True)
 class Count:
-    """A log's state after a check: units used inside the window, and when the oldest of
-    them leaves it (ms; None when there is none)."""
+    """A log's state after a check: units used inside the window, and the time of the oldest
+    of them (ms; None when there is none), which frees one window later."""
 
     used: int
-    frees_at_ms: int | None
+    oldest_ms: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ class RedisStore:
     across every worker and host."""
 
     def __init__(self, client: redis.Redis):
-        self._script = client.register_script(SEED_ON_REDIS)
+        self._script = client.register_script(CHECK_AND_TAKE)
 
     def run(
         self, limits: Sequence[Limit], now_ms: int, take: bool, seeds: Seeds | None

@@ -93,8 +93,7 @@ def lose_counters(make_app, backend, **settings):
     process's memory (embedded); the database keeps its submissions."""
     if "redis_url" in backend:
         delete_prefix(backend["redis_url"], backend["redis_prefix"])
-        return make_app(**settings)
-    return make_app(**settings)  # a second app starts with empty memory counters
+    return make_app(**settings)  # embedded: a second app starts with empty memory counters
 
 
 def test_an_exhausted_address_stays_exhausted_when_the_counters_are_lost(make_app, backend):
