@@ -66,6 +66,11 @@ class Settings:
     """GPUQ_TIME_WORST_SECONDS: completion time worth 0 % of its weight."""
     redis_timeout: float = 0.5
     """GPUQ_REDIS_TIMEOUT: seconds before a Redis call counts as failed."""
+    redis_pool_size: int = 64
+    """GPUQ_REDIS_POOL_SIZE: Redis connections per worker process."""
+    redis_pool_wait_seconds: float = 5.0
+    """GPUQ_REDIS_POOL_WAIT_SECONDS: how long a request waits for a free pooled Redis
+    connection before that counts as a Redis failure (see gpuq.store.redis)."""
     redis_retry_seconds: float = 5.0
     """GPUQ_REDIS_RETRY_SECONDS: after a Redis failure, how long a worker uses its fallbacks
     without asking Redis (then it tries again)."""
@@ -152,6 +157,10 @@ class Settings:
             raise ConfigError("GPUQ_TIME_WORST_SECONDS must be greater than GPUQ_TIME_BEST_SECONDS")
         if self.db_pool_size < 1:
             raise ConfigError("GPUQ_DB_POOL_SIZE must be at least 1")
+        if self.redis_pool_size < 1:
+            raise ConfigError("GPUQ_REDIS_POOL_SIZE must be at least 1")
+        if self.redis_pool_wait_seconds <= 0:
+            raise ConfigError("GPUQ_REDIS_POOL_WAIT_SECONDS must be more than 0")
         if not 1 <= self.board_size <= 100:
             raise ConfigError("GPUQ_BOARD_SIZE must be from 1 to 100")
         if self.connections_per_address < 0:
@@ -232,6 +241,8 @@ _ENV_NAMES = {
     "time_best_seconds": "GPUQ_TIME_BEST_SECONDS",
     "time_worst_seconds": "GPUQ_TIME_WORST_SECONDS",
     "redis_timeout": "GPUQ_REDIS_TIMEOUT",
+    "redis_pool_size": "GPUQ_REDIS_POOL_SIZE",
+    "redis_pool_wait_seconds": "GPUQ_REDIS_POOL_WAIT_SECONDS",
     "redis_retry_seconds": "GPUQ_REDIS_RETRY_SECONDS",
     "db_timeout": "GPUQ_DB_TIMEOUT",
     "db_pool_size": "GPUQ_DB_POOL_SIZE",

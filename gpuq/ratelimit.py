@@ -34,7 +34,13 @@ Failure policy when Redis is unreachable (chosen, tested, logged): the limits
 count in the worker's memory instead (the submission logs seeded from the
 database as above), and Redis is tried again after the shared Breaker's
 interval. Limits then hold per worker process until Redis answers. No
-request fails because the limiter's store did.
+request fails because the limiter's store did. When Redis answers again after
+this worker counted submissions in memory, the two sides have each missed the
+other's takes (a paused Redis keeps its logs), so the worker deletes every
+submission log in Redis and in its memory: each is seeded again from the
+database, which saw every accepted submission. (A submission taken but not yet
+committed at that instant is the one it can miss.) The daily counters are not
+reconciled: each side keeps its own count until the window passes.
 
 Client address (gpuq.api.limits): the socket peer. With `GPUQ_TRUSTED_PROXIES=N` werkzeug's
 ProxyFix takes the address N hops back in X-Forwarded-For; otherwise that
@@ -132,6 +138,8 @@ class RateLimits:
             )
             self._primary = SlidingWindowCounterRateLimiter(storage)
             self._primary_logs = sliding_log.RedisStore(client)
+        self._counted_in_memory = False
+        """Whether submission logs were checked in memory while Redis holds them too."""
         self._breaker = breaker or Breaker(RETRY_PRIMARY_SECONDS)
         self._history = history or (lambda _scope, _who, _since, _limit, _connection: [])
         self._clock = clock
@@ -242,18 +250,25 @@ class RateLimits:
                 return operation(self._primary)
             except Exception as exc:  # any store failure; the policy is to keep limiting in memory
                 if is_outage(exc):  # not, say, one bad key: that must not switch off Redis for all
-                    self._breaker.trip("rate limits, counting in memory meanwhile", exc)
+                    self._breaker.trip("rate_limits", exc, "counting in memory meanwhile")
         return operation(self._memory)
 
     def _on_logs(self, operation: Callable[[sliding_log.Store], T]) -> T:
-        """The same failure policy for the submission logs. A database error while seeding
-        is not Redis's and passes through."""
-        if self._primary_logs is not self._memory_logs and self._breaker.available():
+        """The same failure policy for the submission logs, reconciled when Redis is back (see
+        the module docstring). A database error while seeding is not Redis's and passes through."""
+        primary = self._primary_logs
+        if isinstance(primary, sliding_log.RedisStore) and self._breaker.available():
             try:
-                return operation(self._primary_logs)
+                if self._counted_in_memory:
+                    primary.forget(f"{self._prefix}:log:")
+                    self._memory_logs = sliding_log.MemoryStore()
+                    self._counted_in_memory = False
+                return operation(primary)
             except (redis.RedisError, OSError) as exc:
                 if is_outage(exc):
-                    self._breaker.trip("submission limits, counting in memory meanwhile", exc)
+                    self._breaker.trip("submission_limits", exc, "counting in memory meanwhile")
+        if primary is not self._memory_logs:
+            self._counted_in_memory = True
         return operation(self._memory_logs)
 
 

@@ -122,7 +122,21 @@ class RedisStore:
     across every worker and host."""
 
     def __init__(self, client: redis.Redis):
+        self._client = client
         self._script = client.register_script(CHECK_AND_TAKE)
+
+    def forget(self, prefix: str) -> None:
+        """Delete every log (and seeded marker) whose key starts with `prefix`, so each is
+        seeded again from the database when next checked."""
+        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+        batch: list[bytes] = []
+        for key in self._client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                self._client.unlink(*batch)
+                batch = []
+        if batch:
+            self._client.unlink(*batch)
 
     def run(
         self, limits: Sequence[Limit], now_ms: int, take: bool, seeds: Seeds | None

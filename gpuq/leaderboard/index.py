@@ -138,7 +138,7 @@ class RedisLeaderboard:
     def _mark_stale(self, why: BaseException, rebuild: bool = False) -> None:
         log.warning("leaderboard index unusable, answering from the database: %r", why)
         if is_outage(why):
-            self._breaker.trip("leaderboard index", why)
+            self._breaker.trip("leaderboard_index", why, "answering from the database meanwhile")
         self.stale = True
         self._must_rebuild = self._must_rebuild or rebuild
 

@@ -159,7 +159,7 @@ class RedisBus(LocalBus):
         except redis.RedisError as exc:
             log.warning("could not publish a %s event, delivering to this worker only: %r", type_, exc)
             if is_outage(exc):
-                self._breaker.trip("event bus", exc)
+                self._breaker.trip("event_bus", exc)
             self.hub.deliver(event)
 
     def subscribe(self) -> Subscription:

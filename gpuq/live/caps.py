@@ -13,7 +13,8 @@ Counting is exact and heals by itself:
 * Acquiring is one Lua script (drop expired, count, add if under the cap), so
   simultaneous connects from one address never overshoot.
 * While Redis fails (the shared Breaker), an address's streams are counted in this
-  process, as the rate limits are.
+  process, as the rate limits are; once Redis answers again, the next renewal of such
+  a stream moves it to a lease in Redis, so every open stream counts there again.
 * The per-worker cap is a counter in this process; the server gives each worker
   more connections than streams (gpuq.server), so its 503 can always be sent and
   the JSON API stays reachable.
@@ -28,6 +29,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 
@@ -77,14 +79,15 @@ class Ticket:
         self._renew_due = 0.0
 
     def renew(self) -> None:
-        """Extend the lease if half of it has passed (cheap to call on every event)."""
-        now = time.monotonic()
-        if self.in_redis and not self._released and now >= self._renew_due:
+        """Extend the lease if half of it has passed, or move a stream counted in memory to
+        a lease once Redis answers again (cheap to call on every event)."""
+        now = self._caps.monotonic()
+        if not self._released and now >= self._renew_due:
             self._renew_due = now + self._caps.lease_seconds / 2
             self._caps._renew(self)
 
     def renewed_now(self) -> None:
-        self._renew_due = time.monotonic() + self._caps.lease_seconds / 2
+        self._renew_due = self._caps.monotonic() + self._caps.lease_seconds / 2
 
     def release(self) -> None:
         if not self._released:
@@ -95,8 +98,16 @@ class Ticket:
 class StreamCaps:
     """Counts open streams per address (Redis leases or this process) and per worker."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None, breaker: Breaker | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis | None,
+        breaker: Breaker | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self._breaker = breaker or Breaker(0.0)
+        self.monotonic = monotonic
+        """When renewals are due (a test's clock may stand in)."""
         self._per_address = settings.streams_per_address
         self._per_worker = settings.streams_per_worker
         self.lease_seconds = max(MIN_LEASE_SECONDS, LEASE_HEARTBEATS * settings.stream_heartbeat_seconds)
@@ -171,17 +182,16 @@ class StreamCaps:
             self._renew_script(keys=[self._key(ticket.address)], args=[self._lease_end_ms(), ticket.id])
         except redis.RedisError as exc:
             self._redis_failed(exc)
+            return
+        if not ticket.in_redis:  # counted in memory during an outage: its lease now counts it
+            ticket.in_redis = True
+            self._forget_local(ticket.address)
 
     def _release(self, ticket: Ticket) -> None:
         self._leave_worker()
         metrics.stream_closed()
         if not ticket.in_redis:
-            with self._lock:
-                left = self._local.get(ticket.address, 0) - 1
-                if left > 0:
-                    self._local[ticket.address] = left
-                else:
-                    self._local.pop(ticket.address, None)
+            self._forget_local(ticket.address)
             return
         if self._client is None or not self._breaker.available():
             return  # the lease runs out by itself
@@ -190,7 +200,17 @@ class StreamCaps:
         except redis.RedisError as exc:  # the lease runs out by itself
             self._redis_failed(exc)
 
+    def _forget_local(self, address: str) -> None:
+        """One stream of `address` no longer counts in this process."""
+        with self._lock:
+            left = self._local.get(address, 0) - 1
+            if left > 0:
+                self._local[address] = left
+            else:
+                self._local.pop(address, None)
+
     def _redis_failed(self, exc: redis.RedisError) -> None:
-        log.warning("stream caps: Redis failed, counting in memory meanwhile: %r", exc)
-        if is_outage(exc):
-            self._breaker.trip("stream caps", exc)
+        if is_outage(exc):  # logged by the breaker, once per outage
+            self._breaker.trip("stream_caps", exc, "counting in memory meanwhile")
+        else:
+            log.warning("stream caps: Redis refused a call, counting in memory: %r", exc)

@@ -47,43 +47,38 @@ class Breaker:
         """Whether to ask Redis now."""
         return self._monotonic() >= self._open_until
 
-    def trip(self, part: str, exc: BaseException) -> None:
+    def trip(self, part: str, exc: BaseException, meanwhile: str = "") -> None:
         """`part` saw Redis fail: nobody in this worker asks it for the next `seconds`.
 
-        Counted in gpuq_redis_errors_total, and logged once per outage, under the part's
-        name (the words before any comma, joined by "_": "rate limits, counting in memory"
-        is rate_limits)."""
-        name = part.split(",", 1)[0].strip().replace(" ", "_")
-        metrics.redis_error(name)
+        Counted in gpuq_redis_errors_total under `part` (a metric label such as
+        "rate_limits"), and logged once per outage with what the part does `meanwhile`."""
+        metrics.redis_error(part)
         if self.available():
             log.warning(
-                "Redis failed (%s: %r); not asking it for %.0f s",
+                "Redis failed (%s: %r); not asking it for %.0f s%s",
                 part,
                 exc,
                 self._seconds,
-                extra={"event": "redis.fallback", "part": name},
+                f"; {meanwhile}" if meanwhile else "",
+                extra={"event": "redis.fallback", "part": part},
             )
         self._open_until = self._monotonic() + self._seconds
 
 
-POOL_SIZE = 64
-"""Redis connections per worker."""
-POOL_WAIT_SECONDS = 5.0
-"""How long a request waits for a free pooled connection before that counts as a Redis
-failure. A burst of several hundred requests waits its turn (each call takes well under a
-millisecond) instead of failing over to the per-worker fallbacks, which would make the
-limits inexact (an overflowing pool did: 40-50 of 600 simultaneous submissions accepted
-instead of 10)."""
-
-
 def make_client(settings: Settings) -> redis.Redis:
+    """A client on a bounded pool (GPUQ_REDIS_POOL_SIZE connections per worker) that waits
+    up to GPUQ_REDIS_POOL_WAIT_SECONDS for a free connection before that counts as a Redis
+    failure: a burst of several hundred requests waits its turn (each call takes well under
+    a millisecond) instead of failing over to the per-worker fallbacks, which would make
+    the limits inexact (an overflowing pool did: 40-50 of 600 simultaneous submissions
+    accepted instead of 10)."""
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
         retry=Retry(NoBackoff(), 0),
-        max_connections=POOL_SIZE,
-        timeout=POOL_WAIT_SECONDS,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_pool_wait_seconds,
     )
     return redis.Redis(connection_pool=pool)
 
