@@ -247,28 +247,35 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Server:
-    """One `python app.py` process on a free port, its output kept in a log file."""
+    """One `python app.py` process on a free port, its output kept in a log file (stderr in
+    a file of its own when `stderr_path` is given)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, stderr_path: Path | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("GPUQ_", "DATABASE_URL", "REDIS_URL"))
-        }
+        self.stderr_path = stderr_path
+        inherited = ("GPUQ_", "DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         full_env.update(env)
         full_env["PORT"] = str(self.port)
-        with open(log_path, "wb") as log:
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(open(log_path, "wb"))
+            err = subprocess.STDOUT if stderr_path is None else files.enter_context(open(stderr_path, "wb"))
             self.process = subprocess.Popen(
-                [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log, stderr=err
             )
         try:
             wait_for_port(self.port, self.process, timeout=60)
         except Exception:
-            raise RuntimeError(f"server did not start:\n{self.log()}") from None
+            raise RuntimeError(f"server did not start:\n{self.log()}\n{self.stderr()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        """What went to stderr, when it has a file of its own."""
+        return "" if self.stderr_path is None else self.stderr_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from contextlib import ExitStack
 
 import redis
@@ -24,9 +25,12 @@ SLOW_BODY = (
 STREAM = b"GET /leaderboard/stream HTTP/1.1\r\nHost: gpuq\r\n\r\n"
 
 
-def open_connections(port: int, source: str, count: int, request: bytes, stack: ExitStack) -> None:
+def open_connections(
+    port: int, source: str, count: int, request: bytes, stack: ExitStack
+) -> list[socket.socket]:
     """`count` connections from the loopback address `source`, each having sent `request` (and
-    then nothing more); connections the server refuses or closes are simply gone."""
+    then nothing more); those the server refused at once are left out."""
+    opened = []
     for _ in range(count):
         sock = stack.enter_context(socket.socket())
         sock.bind((source, 0))
@@ -36,6 +40,25 @@ def open_connections(port: int, source: str, count: int, request: bytes, stack: 
             sock.sendall(request)
         except OSError:
             continue
+        opened.append(sock)
+    return opened
+
+
+def answers(socks: list[socket.socket]) -> Counter[str]:
+    """How the server has treated each connection so far, without consuming anything: the
+    status it answered ("200", "429", ...), "waiting" (open, nothing sent) or "closed"."""
+    seen: Counter[str] = Counter()
+    for sock in socks:
+        sock.setblocking(False)  # else Python waits out the socket's timeout before reading
+        try:
+            start = sock.recv(16, socket.MSG_PEEK)
+        except BlockingIOError:
+            seen["waiting"] += 1
+            continue
+        except OSError:
+            start = b""
+        seen[start.split(b" ")[1].decode() if start.startswith(b"HTTP/1.1 ") else "closed"] += 1
+    return seen
 
 
 def get_from(port: int, source: str, path: str, timeout: float = 10) -> tuple[int, dict, bytes]:
@@ -70,13 +93,29 @@ def raw_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 def test_slow_bodies_and_streams_from_a_few_addresses_leave_the_api_answering(start_server, tmp_path):
     """2,000 connections that send headers and then trickle nothing of their body, and 2,000
-    stream requests, from eight addresses: another address is still answered."""
-    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path / 'flood.sqlite3'}")
+    stream requests, from eight addresses: the server holds as many as the caps allow
+    (256 connections, 5 streams per address), refuses the rest, and another address is
+    still answered."""
+    server = start_server(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'flood.sqlite3'}",
+        GPUQ_BODY_TIMEOUT_SECONDS="300",  # the slow bodies stay held while they are counted
+    )
     with ExitStack() as stack:
+        slow: list[socket.socket] = []
+        streams: list[socket.socket] = []
         for i in range(4):
-            open_connections(server.port, f"127.0.0.{2 + i}", 500, SLOW_BODY, stack)
+            slow += open_connections(server.port, f"127.0.0.{2 + i}", 500, SLOW_BODY, stack)
         for i in range(4):
-            open_connections(server.port, f"127.0.0.{6 + i}", 500, STREAM, stack)
+            streams += open_connections(server.port, f"127.0.0.{6 + i}", 500, STREAM, stack)
+        assert len(slow) + len(streams) == 4000, "every flood connection was accepted by the kernel"
+        poll(
+            lambda: answers(slow) == {"waiting": 4 * 256, "429": 4 * (500 - 256)},
+            "the server holds 256 slow bodies per address and refuses the rest",
+        )
+        poll(
+            lambda: answers(streams) == {"200": 4 * 5, "429": 4 * (500 - 5)},
+            "the server streams to 5 connections per address and refuses the rest",
+        )
         started = time.monotonic()
         status, _, body = get_from(server.port, "127.0.0.20", "/leaderboard")
         elapsed = time.monotonic() - started
@@ -219,10 +258,18 @@ def test_sigterm_finishes_requests_in_flight_ends_streams_and_takes_no_new_ones(
     in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     head = (
         "POST /submit_qualification HTTP/1.1\r\nHost: gpuq\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
-    in_flight.sendall(head + body[:10])  # the request is under way when the signal comes
-    poll(lambda: "Booting worker" in server.log(), "the worker is up")
+    in_flight.sendall(head)
+    # The worker answers "100 Continue" once it has parsed the headers: the request is in
+    # its hands, not in the listener's backlog, when the signal comes.
+    interim = b""
+    while not interim.endswith(b"\r\n\r\n"):
+        chunk = in_flight.recv(1)
+        assert chunk, f"closed before 100 Continue: {interim!r}"
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100"), interim
+    in_flight.sendall(body[:10])
 
     server.process.send_signal(signal.SIGTERM)
     # The stream is ended by the worker, not by the graceful timeout: it is over before the

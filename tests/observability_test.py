@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,52 +27,23 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, WORKED_EXAMPLE, bearer
-from tests.services import free_port, wait_for_port
+from tests.conftest import ROOT, WORKED_EXAMPLE, Server, bearer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-class LoggedServer:
+class LoggedServer(Server):
     """`python app.py` on a free port with its stdout and stderr in separate files."""
 
     def __init__(self, env: dict[str, str], workdir: Path):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.stdout_path, self.stderr_path = workdir / "stdout.log", workdir / "stderr.log"
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("GPUQ_", "DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"))
-        }
-        full_env.update(env, PORT=str(self.port))
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=out, stderr=err
-            )
-        try:
-            wait_for_port(self.port, self.process, timeout=60)
-        except Exception:
-            raise RuntimeError(f"server did not start:\n{self.stdout()}\n{self.stderr()}") from None
+        super().__init__(env, workdir / "stdout.log", workdir / "stderr.log")
 
     def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        return self.log()
 
     def json_lines(self) -> list[dict[str, Any]]:
         """Every stdout line, parsed (fails on a line that is not one JSON object)."""
         return [json.loads(line) for line in self.stdout().splitlines()]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture

@@ -95,6 +95,13 @@ def is_no_answer(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "orig", None), NoAnswer)
 
 
+WAIT_TIMEOUT: type[BaseException] = psycopg.errors._WaitTimeout
+"""What psycopg's Connection.wait raises when the timeout it was given runs out. psycopg
+has no public name for it (3.3), so it is looked up here, once, at import: a psycopg
+that renamed it fails at start, not during an outage (psycopg is pinned in
+requirements-runtime.txt; tests/integration/test_hanging_dependencies.py exercises it)."""
+
+
 class BoundedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every wait for the server (a statement, a COMMIT, a
     ROLLBACK) ends after `wait_limit` seconds: the connection is then closed (its state is
@@ -112,7 +119,7 @@ class BoundedConnection(psycopg.Connection[Any]):
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         try:
             return super().wait(gen, interval, self.wait_limit if timeout is None else timeout)
-        except psycopg.errors._WaitTimeout:  # psycopg's own signal for the timeout given above
+        except WAIT_TIMEOUT:  # the timeout given above ran out
             self.close()
             raise NoAnswer(
                 f"the database did not answer within {self.wait_limit} s (hung or unreachable)"
