@@ -24,8 +24,8 @@ test: $(STAMP)  ## run every test (PostgreSQL, Redis and Chromium as .ci/run pro
 
 lint: $(STAMP)  ## ruff and mypy --strict; fails on any finding
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check gpuq tests bench
-	$(VENV)/bin/mypy --strict gpuq
+	$(VENV)/bin/ruff format --check gpuq gpuq_agent tests bench
+	$(VENV)/bin/mypy --strict gpuq gpuq_agent
 
 bench: $(STAMP)  ## load benchmark against a bare Flask endpoint (bench/README.md)
 	command -v wrk >/dev/null || apt-get install -y wrk

@@ -60,6 +60,10 @@ class Settings:
     """GPUQ_AUTO_MIGRATE: apply pending migrations when `python app.py` starts."""
     max_body_bytes: int = 16 * 1024
     """GPUQ_MAX_BODY_BYTES: larger request bodies get 413."""
+    max_evidence_bytes: int = 4 * 1024 * 1024
+    """GPUQ_MAX_EVIDENCE_BYTES: the body limit of a run's evidence (its samples)."""
+    run_ticket_minutes: float = 60.0
+    """GPUQ_RUN_TICKET_MINUTES: how long a run ticket may be used after it is issued."""
     time_best_seconds: Decimal = Decimal("0")
     """GPUQ_TIME_BEST_SECONDS: completion time worth 100 % of its weight."""
     time_worst_seconds: Decimal = Decimal("90")
@@ -157,6 +161,10 @@ class Settings:
             raise ConfigError("GPUQ_TIME_WORST_SECONDS must be greater than GPUQ_TIME_BEST_SECONDS")
         if self.db_pool_size < 1:
             raise ConfigError("GPUQ_DB_POOL_SIZE must be at least 1")
+        if self.max_evidence_bytes < self.max_body_bytes:
+            raise ConfigError("GPUQ_MAX_EVIDENCE_BYTES must be at least GPUQ_MAX_BODY_BYTES")
+        if not self.run_ticket_minutes > 0:
+            raise ConfigError("GPUQ_RUN_TICKET_MINUTES must be more than 0")
         if self.redis_pool_size < 1:
             raise ConfigError("GPUQ_REDIS_POOL_SIZE must be at least 1")
         if self.redis_pool_wait_seconds <= 0:
@@ -240,6 +248,8 @@ _ENV_NAMES = {
     "max_body_bytes": "GPUQ_MAX_BODY_BYTES",
     "time_best_seconds": "GPUQ_TIME_BEST_SECONDS",
     "time_worst_seconds": "GPUQ_TIME_WORST_SECONDS",
+    "max_evidence_bytes": "GPUQ_MAX_EVIDENCE_BYTES",
+    "run_ticket_minutes": "GPUQ_RUN_TICKET_MINUTES",
     "redis_timeout": "GPUQ_REDIS_TIMEOUT",
     "redis_pool_size": "GPUQ_REDIS_POOL_SIZE",
     "redis_pool_wait_seconds": "GPUQ_REDIS_POOL_WAIT_SECONDS",

@@ -72,3 +72,14 @@ class Forbidden(Refused):
 
 class Conflict(Refused):
     """The request contradicts what is stored (409), e.g. a name already taken."""
+
+
+class EvidenceRefused(GpuqError):
+    """A run's evidence that is not accepted at all, so nothing is stored: `code` is the
+    rule's stable code (gpuq.evidence.checks.CODES), `status` the HTTP status."""
+
+    def __init__(self, code: str, status: int, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.status = status
+        self.detail = detail

@@ -4,7 +4,8 @@ Disqualified entries leave both leaderboard views but stay stored (with the
 time and reason) and visible to admins and in the export. What the views
 hold is derived, in one place (`rank_participant`, `place_leaders`, `place_anonymous`):
 
-* `ranked`: the submission is not disqualified, nor is its participant;
+* `ranked`: the submission is not disqualified, nor is its participant, and it is not
+  withheld (its evidence failed a check: gpuq.submissions.store.Provenance);
 * `leads`: ranked, and anonymous or the participant's best ranked submission
   (by gpuq.leaderboard.rule).
 
@@ -56,7 +57,11 @@ def rank_participant(connection: Connection, participant_id: int) -> None:
     connection.execute(
         update(TABLE)
         .where(TABLE.c.participant_id == participant_id)
-        .values(ranked=and_(TABLE.c.disqualified_at.is_(None), owner_disqualified.is_(None)))
+        .values(
+            ranked=and_(
+                TABLE.c.disqualified_at.is_(None), owner_disqualified.is_(None), TABLE.c.withheld.is_(None)
+            )
+        )
     )
     place_leaders(connection, participant_id)
 
@@ -84,7 +89,7 @@ def place_leaders(connection: Connection, participant_id: int | None = None) -> 
 
 
 def place_anonymous(connection: Connection, submission_id: int) -> None:
-    ranked = TABLE.c.disqualified_at.is_(None)
+    ranked = and_(TABLE.c.disqualified_at.is_(None), TABLE.c.withheld.is_(None))
     connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=ranked, leads=ranked))
 
 

@@ -13,6 +13,7 @@ from gpuq.api import (
     openapi,
     participants,
     quota,
+    runs,
     security,
     slots,
     stream,
@@ -24,6 +25,18 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     security.init_app(app)
     leaderboard.init_app(app)
-    modules = (health, submissions, leaderboard, stream, quota, participants, slots, admin, observe, openapi)
+    modules = (
+        health,
+        submissions,
+        runs,
+        leaderboard,
+        stream,
+        quota,
+        participants,
+        slots,
+        admin,
+        observe,
+        openapi,
+    )
     for module in modules:
         app.register_blueprint(module.bp)

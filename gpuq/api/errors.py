@@ -23,6 +23,7 @@ from gpuq import metrics
 from gpuq.api.observe import request_id
 from gpuq.errors import (
     Conflict,
+    EvidenceRefused,
     Forbidden,
     GpuqError,
     InvalidInput,
@@ -90,6 +91,8 @@ def _domain_error(exc: GpuqError) -> Response:
         return problem(422, str(exc), errors=[{"field": "Idempotency-Key", "message": str(exc)}])
     if isinstance(exc, Unavailable):
         return problem(503, exc.detail, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, EvidenceRefused):
+        return problem(exc.status, exc.detail, code=exc.code)
     return _unexpected(exc)
 
 

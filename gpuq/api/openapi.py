@@ -23,6 +23,7 @@ from gpuq.api import (
     observe,
     participants,
     quota,
+    runs,
     schemas,
     slots,
     spec,
@@ -67,6 +68,7 @@ _OWN: spec.Operations = {
 OPERATIONS: spec.Operations = {
     **health.OPERATIONS,
     **submissions.OPERATIONS,
+    **runs.OPERATIONS,
     **leaderboard.OPERATIONS,
     **stream.OPERATIONS,
     **quota.OPERATIONS,
@@ -81,6 +83,8 @@ OPERATIONS: spec.Operations = {
 
 MODELS: list[type[BaseModel]] = [
     schemas.SubmissionIn,
+    schemas.EvidenceIn,
+    schemas.TicketIssued,
     schemas.SubmissionCreated,
     schemas.SubmissionOut,
     schemas.LeaderboardPage,
@@ -115,7 +119,9 @@ def build_spec() -> dict[str, Any]:
     _, definitions = models_json_schema([(model, "validation") for model in MODELS], ref_template=spec.REF)
     paths: dict[str, dict[str, Any]] = {}
     for (path, method), operation in OPERATIONS.items():
-        paths.setdefault(path, {})[method] = operation
+        # Any request may send its key the wrong way (gpuq.api.auth.refuse_misplaced_keys).
+        responses = {"400": spec.MISPLACED_KEY, **operation["responses"]}
+        paths.setdefault(path, {})[method] = {**operation, "responses": responses}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -9,13 +9,24 @@ scored value.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from gpuq.api.body import json_type
 from gpuq.errors import FieldError, InvalidInput
+from gpuq.evidence.model import Evidence, Gpu, Run, Samples
 from gpuq.store.models import MAX_COMPLETION_SECONDS
 
 METRIC_QUANTUM = Decimal("0.0001")
@@ -85,6 +96,134 @@ class SubmissionIn(BaseModel):
     accuracy: Percent
 
 
+MAX_SAMPLES = 36_000
+"""Samples in one run's evidence: an hour at 10 per second."""
+
+if TYPE_CHECKING:
+    Watts = Decimal
+    Joules = Decimal
+    SampleTime = Decimal
+    Bytes = int
+    Count = int
+    Rate = Decimal
+    Status = int
+else:
+    Watts = json_number(0, 100_000, "Watts.")
+    Joules = json_number(0, Decimal("1e15"), "Joules (the GPU's total-energy counter).")
+    SampleTime = json_number(-1, MAX_COMPLETION_SECONDS + 3600, "Seconds since the run started.")
+    Bytes = json_number(0, 2**62, "Bytes.", whole=True)
+    Count = json_number(0, 2**62, whole=True)
+    Rate = json_number(1, 100, "Samples per second.")
+    Status = json_number(-(2**31), 2**31 - 1, "The command's exit status.", whole=True)
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Short = Annotated[str, Field(max_length=96)]
+SAMPLE_FIELDS = (
+    "gpu_util",
+    "mem_used_bytes",
+    "power_w",
+    "energy_j",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "throttle_reasons",
+    "uuid",
+)
+
+
+class GpuIn(BaseModel):
+    """The GPU as NVML names it; null where NVML does not support a field."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: Name
+    uuid: Name
+    driver: Short | None = None
+    power_limit_w: Watts | None = None
+    memory_total_bytes: Bytes | None = None
+
+
+class SamplesIn(BaseModel):
+    """Columns of equal length, one entry per sample; null where unsupported."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    t: list[SampleTime] = Field(min_length=2, max_length=MAX_SAMPLES)
+    gpu_util: list[Percent | None] = Field(max_length=MAX_SAMPLES)
+    mem_used_bytes: list[Bytes | None] = Field(max_length=MAX_SAMPLES)
+    power_w: list[Watts | None] = Field(max_length=MAX_SAMPLES)
+    energy_j: list[Joules | None] = Field(max_length=MAX_SAMPLES)
+    sm_clock_mhz: list[Count | None] = Field(max_length=MAX_SAMPLES)
+    mem_clock_mhz: list[Count | None] = Field(max_length=MAX_SAMPLES)
+    throttle_reasons: list[Count | None] = Field(max_length=MAX_SAMPLES)
+    uuid: list[Short | None] = Field(max_length=MAX_SAMPLES)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> SamplesIn:
+        count = len(self.t)
+        for name in SAMPLE_FIELDS:
+            if len(getattr(self, name)) != count:
+                raise ValueError(f"samples.{name} has {len(getattr(self, name))} entries, samples.t {count}")
+        return self
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    started_at: AwareDatetime = Field(strict=False, description="When the command started (UTC, ISO 8601).")
+    ended_at: AwareDatetime = Field(strict=False, description="When it ended.")
+    wall_seconds: Seconds
+    exit_status: Status
+    accuracy: Percent | None = Field(description="What the benchmark reported; null if nothing.")
+
+
+class EvidenceIn(BaseModel):
+    """The body of POST /runs/<ticket_id>/evidence (what gpuq-agent records)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    nonce: Annotated[str, Field(min_length=1, max_length=64)]
+    agent: Annotated[str, Field(max_length=64)] = ""
+    gpu: GpuIn
+    rate_hz: Rate
+    samples: SamplesIn
+    unsupported: list[Literal[SAMPLE_FIELDS]] = Field(default_factory=list, max_length=len(SAMPLE_FIELDS))  # type: ignore[valid-type]
+    run: RunIn
+
+    def to_evidence(self, ticket_id: str) -> Evidence:
+        samples = self.samples
+        return Evidence(
+            ticket_id=ticket_id,
+            nonce=self.nonce,
+            rate_hz=self.rate_hz,
+            gpu=Gpu(
+                name=self.gpu.name,
+                uuid=self.gpu.uuid,
+                driver=self.gpu.driver,
+                power_limit_w=self.gpu.power_limit_w,
+                memory_total_bytes=self.gpu.memory_total_bytes,
+            ),
+            samples=Samples(
+                t=samples.t,
+                gpu_util=samples.gpu_util,
+                mem_used_bytes=samples.mem_used_bytes,
+                power_w=samples.power_w,
+                energy_j=samples.energy_j,
+                sm_clock_mhz=samples.sm_clock_mhz,
+                mem_clock_mhz=samples.mem_clock_mhz,
+                throttle_reasons=samples.throttle_reasons,
+                uuid=samples.uuid,
+            ),
+            run=Run(
+                started_at=self.run.started_at.astimezone(dt.UTC),
+                ended_at=self.run.ended_at.astimezone(dt.UTC),
+                wall_seconds=self.run.wall_seconds,
+                exit_status=self.run.exit_status,
+                accuracy=self.run.accuracy,
+            ),
+            unsupported=frozenset(self.unsupported),
+            agent=self.agent,
+        )
+
+
 # Response models: documentation of what the handlers send (the OpenAPI spec is
 # generated from them, and the schemathesis test checks every response against it).
 
@@ -108,16 +247,52 @@ class Breakdown(BaseModel):
 ParticipantName = Field(description="The participant's name; null for an anonymous submission.")
 
 
-class SubmissionCreated(BaseModel):
+class Flag(BaseModel):
+    code: str = Field(description="A plausibility flag's stable code (README: Measured results).")
+    detail: str
+
+
+class Check(BaseModel):
+    code: str = Field(description="An evidence rule's stable code (README: Measured results).")
+    passed: bool
+    detail: str
+
+
+class Provenanced(BaseModel):
+    """Where a result comes from and what was found about it."""
+
+    provenance: Literal["measured", "self-reported"]
+    ranked: bool = Field(description="On the leaderboard (view all).")
+    withheld: Literal["evidence"] | None = Field(
+        description="Kept off the leaderboard because its evidence failed a check; null otherwise."
+    )
+    gpu_model: str | None = Field(description="The GPU, from a measured result's evidence.")
+    flags: list[Flag] = Field(description="Plausibility flags; they never refuse a result on their own.")
+
+
+class SubmissionCreated(Provenanced):
     success: Literal[True]
     score: float = Field(ge=0, le=100)
     submission_id: int
     rank: int | None = Field(
         description="Rank among all ranked submissions (view all; 1 is best); null if it could not be "
-        "read or the submitter is disqualified."
+        "read, or the result is not ranked."
     )
     participant: str | None = ParticipantName
     breakdown: Breakdown
+    metrics: dict[str, float] | None = Field(
+        None, description="A measured result: the five metrics the server derived from the evidence."
+    )
+    checks: list[Check] | None = Field(None, description="A measured result: every evidence check.")
+
+
+class TicketIssued(BaseModel):
+    ticket_id: str
+    nonce: str = Field(description="The evidence must carry it back.")
+    seed: int = Field(description="Hand it to the benchmark (gpuq-agent sets GPUQ_RUN_SEED).")
+    issued_at: str = Field(json_schema_extra={"format": "date-time"})
+    expires_at: str = Field(json_schema_extra={"format": "date-time"})
+    evidence_url: str = Field(description="Where to POST the run's evidence.")
 
 
 class EarlierScore(BaseModel):
@@ -125,7 +300,7 @@ class EarlierScore(BaseModel):
     score: float = Field(ge=0, le=100)
 
 
-class SubmissionOut(BaseModel):
+class SubmissionOut(Provenanced):
     submission_id: int
     score: float = Field(ge=0, le=100)
     rank: int | None = Field(description="Rank in view all; null when disqualified.")
@@ -136,6 +311,9 @@ class SubmissionOut(BaseModel):
     breakdown: Breakdown
     earlier_scores: list[EarlierScore] = Field(
         description="Its scores under earlier profiles, oldest first (kept when a profile change rescores)."
+    )
+    checks: list[Check] | None = Field(
+        description="A measured result's evidence checks; null when self-reported."
     )
 
 

@@ -59,6 +59,9 @@ DATABASE_DOWN = problem(
     "The database is unavailable; nothing was stored.", **{"Retry-After": "Seconds to wait."}
 )
 SERVER_ERROR = problem("An unexpected error (a bug).")
+MISPLACED_KEY = problem(
+    "An API key sent another way than `Authorization: Bearer <key>` (a header or the query)."
+)
 
 VIEW = {
     "name": "view",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gpuq.api import auth, spec
 from gpuq.api.body import read_json_object
 from gpuq.api.context import runtime
 from gpuq.api.limits import client_address, report
+from gpuq.api.receipts import created
 from gpuq.api.schemas import SubmissionIn, validate
 from gpuq.errors import GpuqError
 from gpuq.submissions import idempotency
-from gpuq.submissions.service import Receipt, scope_of
+from gpuq.submissions.service import scope_of
 
 bp = Blueprint("submissions", __name__)
 
@@ -40,22 +41,14 @@ def submit_qualification() -> Response:
     if key is not None and digest is not None:
         replay = service.find_replay(scope_of(address, member), key, digest)
         if replay is not None:  # a retry of a finished request: answered again, using no quota
-            return _answer(replay)
+            return created(replay)
     runtime().limits.take_daily(address, None if member is None else member.id, report=False)
     if malformed is not None:
         raise malformed
     service.check_submitter(member)
     metrics = validate(SubmissionIn, body).model_dump()
     idempotent = None if key is None or digest is None else (key, digest)
-    return _answer(service.submit(metrics, address, member, idempotent, on_usage=report))
-
-
-def _answer(receipt: Receipt) -> Response:
-    response = Response(receipt.body, status=201, mimetype="application/json")
-    response.headers["Location"] = url_for("submissions.get_submission", submission_id=receipt.submission_id)
-    if receipt.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+    return created(service.submit(metrics, address, member, idempotent, on_usage=report))
 
 
 @bp.get("/submissions/<int:submission_id>")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -170,6 +171,16 @@ class Submission(Base):
     """On the leaderboard's default view (view=best): ranked, and anonymous or its
     participant's best ranked submission. Derived; kept in step where submissions are
     recorded, moderated and rescored."""
+    provenance: Mapped[str] = mapped_column(String(16), nullable=False, server_default="self-reported")
+    """"measured": the server derived the metrics from a run's evidence (the evidence
+    table); "self-reported": the five numbers were sent as they are."""
+    gpu_model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The GPU's name, from a measured result's evidence."""
+    flags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Plausibility flags (gpuq.evidence.flags) as a JSON list; null when none was raised."""
+    withheld: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Why the submission is kept off the leaderboard regardless of moderation: "evidence"
+    (its evidence failed a check). Null for every other submission."""
 
     __table_args__ = (
         CheckConstraint(_between("gpu_utilization", "0", "100"), name="gpu_utilization_range"),
@@ -181,6 +192,8 @@ class Submission(Base):
             name="completion_time_range",
         ),
         CheckConstraint(_between("score", "0", "100"), name="score_range"),
+        CheckConstraint("provenance IN ('measured', 'self-reported')", name="provenance"),
+        CheckConstraint("withheld IS NULL OR withheld IN ('evidence')", name="withheld"),
         CheckConstraint(
             " AND ".join(
                 _between(f"points_{m}", "0", "100")
@@ -357,3 +370,31 @@ Index(
 )
 Index("ix_leases_participant_ended", Lease.participant_id, Lease.ended_at)
 Index("ix_leases_live_expires", Lease.expires_at, postgresql_where=_LIVE, sqlite_where=_LIVE)
+
+
+class RunTicket(Base):
+    """A single-use ticket for one measured run (gpuq.submissions.runs)."""
+
+    __tablename__ = "run_tickets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), nullable=False)
+    nonce: Mapped[str] = mapped_column(String(64), nullable=False)
+    seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), nullable=True)
+
+
+class Evidence(Base):
+    """The evidence of a measured submission: compressed canonical JSON, its digest (never
+    accepted twice) and the results of its checks (a JSON list)."""
+
+    __tablename__ = "evidence"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("run_tickets.id"), nullable=False)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    checks: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -28,6 +28,11 @@ from gpuq import metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
 from gpuq.errors import Forbidden, Unauthorized, Unavailable
+from gpuq.evidence.checks import check, failed, refusal
+from gpuq.evidence.derive import Derived, MissingMeasurement, derive
+from gpuq.evidence.flags import CODES as FLAG_CODES
+from gpuq.evidence.flags import flags
+from gpuq.evidence.model import Evidence, digest, encode
 from gpuq.leaderboard import Leaderboard
 from gpuq.live.board import announce
 from gpuq.live.bus import EventBus
@@ -37,7 +42,7 @@ from gpuq.scoring import Profile
 from gpuq.serialize import breakdown, number
 from gpuq.slots.service import SlotService
 from gpuq.store.db import Database
-from gpuq.submissions import idempotency, store
+from gpuq.submissions import idempotency, runs, store
 from gpuq.submissions.profiles import ProfileCache
 from gpuq.submissions.store import StoredSubmission
 
@@ -57,16 +62,49 @@ class Receipt:
     replayed: bool = False
 
 
-def receipt_json(submission: StoredSubmission, profile: Profile | None, rank: int | None) -> dict[str, Any]:
-    """The specification's answer to a submission, with its id, participant and breakdown."""
-    return {
+def receipt_json(
+    submission: StoredSubmission,
+    profile: Profile | None,
+    rank: int | None,
+    checks: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The specification's answer to a submission, with its id, participant and breakdown,
+    its provenance and flags, and (measured) the metrics derived and the evidence's checks."""
+    body = {
         "success": True,
         "score": number(submission.score),
         "submission_id": submission.id,
         "rank": rank,
         "participant": submission.participant,
         "breakdown": breakdown(submission, profile),
+        **provenance_json(submission),
     }
+    if checks is not None:
+        body["metrics"] = {name: number(value) for name, value in submission.metrics.items()}
+        body["checks"] = checks
+    return body
+
+
+def provenance_json(submission: StoredSubmission) -> dict[str, Any]:
+    """What the answer and GET /submissions/<id> say about where a result comes from."""
+    provenance = submission.provenance
+    return {
+        "provenance": provenance.kind,
+        "ranked": submission.ranked,
+        "withheld": provenance.withheld,
+        "gpu_model": provenance.gpu_model,
+        "flags": [{"code": code, "detail": FLAG_CODES[code]} for code in provenance.flags],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Measurement:
+    """A measured run on its way into the database: its evidence and the metrics derived."""
+
+    evidence: Evidence
+    derived: Derived
+    digest: str
+    canonical: bytes
 
 
 def _render(value: dict[str, Any]) -> str:
@@ -103,6 +141,7 @@ class SubmissionService:
         self._board_size = settings.board_size
         self._allow_anonymous = settings.allow_anonymous
         self._abandoned_after = dt.timedelta(seconds=settings.idempotency_abandon_seconds)
+        self._ticket_lifetime = dt.timedelta(minutes=settings.run_ticket_minutes)
         self._clock = clock
         self._purge_due: dt.datetime | None = None
 
@@ -121,6 +160,35 @@ class SubmissionService:
             replay = idempotency.find_replay(connection, scope, key, digest, self._clock())
         return None if replay is None else self._replayed(replay)
 
+    def issue_ticket(self, member: Member) -> runs.Issued:
+        """A single-use run ticket for `member` (POST /runs); raises Forbidden when disqualified."""
+        self.check_submitter(member)
+        with self._database.connect() as connection:
+            issued = runs.issue(connection, member.id, self._clock(), self._ticket_lifetime)
+            connection.commit()
+        return issued
+
+    def submit_measured(
+        self,
+        evidence: Evidence,
+        address: str,
+        member: Member,
+        idempotency_key: tuple[str, str] | None = None,
+        on_usage: Callable[[Usage | None], None] = lambda _usage: None,
+    ) -> Receipt:
+        """Accept a run's evidence: derive the five metrics (gpuq.evidence.derive), check the
+        ticket and the evidence, score and store it with the evidence, as `submit` does.
+
+        Raises EvidenceRefused for a refusal of gpuq.evidence.checks (nothing stored), and
+        what `submit` raises. Evidence that fails a check is stored unranked.
+        """
+        try:
+            derived = derive(evidence)
+        except MissingMeasurement as exc:
+            raise refusal(exc.code, 422, str(exc)) from None
+        measurement = _Measurement(evidence, derived, digest(evidence), encode(evidence))
+        return self.submit(derived.metrics(), address, member, idempotency_key, on_usage, measurement)
+
     def submit(
         self,
         metrics: Mapping[str, Decimal],
@@ -128,6 +196,7 @@ class SubmissionService:
         member: Member | None,
         idempotency_key: tuple[str, str] | None = None,
         on_usage: Callable[[Usage | None], None] = lambda _usage: None,
+        measurement: _Measurement | None = None,
     ) -> Receipt:
         """Accept validated `metrics` from `address` (and `member`, None when anonymous).
 
@@ -140,20 +209,67 @@ class SubmissionService:
         """
         self.check_submitter(member)  # the handler asks first too; other callers rely on this one
         if idempotency_key is not None:
-            return self._submit_once(metrics, address, member, *idempotency_key, on_usage)
-        on_usage(self._limits.take_submitter(address, None if member is None else member.id))
+            return self._submit_once(metrics, address, member, *idempotency_key, on_usage, measurement)
         if member is None:
+            on_usage(self._limits.take_submitter(address, None))
             # Autocommit: the single INSERT is its own transaction, durable before the 201.
             with self._database.autocommit() as connection:
-                submission, profile = self._record(connection, metrics, address, member)
-        else:
-            with self._database.connect() as connection:
-                submission, profile = self._record(connection, metrics, address, member)
-                connection.commit()
-        return self._accepted(submission, profile)
+                submission, profile = self._record(connection, metrics, address, member, _flagged(metrics))
+            return self._accepted(submission, profile)
+        with self._database.connect() as connection:
+            submission, profile, checks = self._store(
+                connection, metrics, address, member, on_usage, measurement
+            )
+            connection.commit()
+        return self._accepted(submission, profile, checks)
+
+    def _store(
+        self,
+        connection: Connection,
+        metrics: Mapping[str, Decimal],
+        address: str,
+        member: Member | None,
+        on_usage: Callable[[Usage | None], None],
+        measurement: _Measurement | None,
+    ) -> tuple[StoredSubmission, Profile, list[dict[str, Any]] | None]:
+        """In the caller's transaction: the run ticket (measured), the submission quotas, the
+        row, and the evidence with its checks (measured); returns the checks' results."""
+        member_id = None if member is None else member.id
+        if measurement is None:
+            on_usage(self._limits.take_submitter(address, member_id, connection))
+            submission, profile = self._record(connection, metrics, address, member, _flagged(metrics))
+            return submission, profile, None
+        assert member is not None, "a measured result needs a participant: their ticket"
+        evidence, now = measurement.evidence, self._clock()
+        ticket = runs.take(connection, evidence.ticket_id, member.id, evidence.nonce, now)
+        runs.refuse_replay(connection, measurement.digest)
+        on_usage(self._limits.take_submitter(address, member_id, connection))
+        results = check(evidence, ticket, now)
+        provenance = store.Provenance(
+            kind="measured",
+            gpu_model=evidence.gpu.name,
+            flags=tuple(flags(metrics)),
+            withheld="evidence" if failed(results) else None,
+        )
+        submission, profile = self._record(connection, metrics, address, member, provenance)
+        runs.use(
+            connection,
+            evidence.ticket_id,
+            submission.id,
+            now,
+            measurement.digest,
+            measurement.canonical,
+            results,
+        )
+        return submission, profile, [result.to_json() for result in results]
 
     def _record(
-        self, connection: Connection, metrics: Mapping[str, Decimal], address: str, member: Member | None
+        self,
+        connection: Connection,
+        metrics: Mapping[str, Decimal],
+        address: str,
+        member: Member | None,
+        provenance: store.Provenance,
     ) -> tuple[StoredSubmission, Profile]:
         """Score and insert with the active profile, reading it again if an admin just changed it."""
         who = None if member is None else (member.id, member.name)
@@ -161,7 +277,7 @@ class SubmissionService:
             profile, version = self._profiles.get()
             try:
                 return store.record(
-                    connection, metrics, profile, version, address, self._clock(), who
+                    connection, metrics, profile, version, address, self._clock(), who, provenance
                 ), profile
             except store.ProfileChanged:
                 self._profiles.forget()
@@ -175,6 +291,7 @@ class SubmissionService:
         key: str,
         digest: str,
         on_usage: Callable[[Usage | None], None],
+        measurement: _Measurement | None = None,
     ) -> Receipt:
         scope = scope_of(address, member)
         moment = self._clock()
@@ -186,15 +303,14 @@ class SubmissionService:
             # The claim lives and dies with this transaction (gpuq.submissions.idempotency).
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
             if replay is None:
-                on_usage(
-                    self._limits.take_submitter(address, None if member is None else member.id, connection)
+                submission, profile, checks = self._store(
+                    connection, metrics, address, member, on_usage, measurement
                 )
-                submission, profile = self._record(connection, metrics, address, member)
                 idempotency.complete(connection, scope, key, submission.id)
                 connection.commit()
         if replay is not None:  # finished meanwhile; answered after this connection is back in the pool
             return self._replayed(replay)
-        receipt = self._accepted(submission, profile)
+        receipt = self._accepted(submission, profile, checks)
         try:
             with self._database.autocommit() as connection:
                 idempotency.attach_response(connection, scope, key, receipt.body)
@@ -216,8 +332,9 @@ class SubmissionService:
             return Receipt(replay.submission_id, replay.response_body, replayed=True)
         with self._database.autocommit() as connection:
             submission = store.get(connection, replay.submission_id)
+            checks = runs.checks_of(connection, submission.id)
         rank = self._index(submission)  # the first answer was lost: its indexing may have been too
-        body = _render(receipt_json(submission, self._explaining(submission), rank))
+        body = _render(receipt_json(submission, self._explaining(submission), rank, checks))
         return Receipt(submission.id, body, replayed=True)
 
     def _explaining(self, submission: StoredSubmission) -> Profile | None:
@@ -226,7 +343,9 @@ class SubmissionService:
         profile, version = self._profiles.get()
         return profile if submission.profile_version == version else None
 
-    def _accepted(self, submission: StoredSubmission, profile: Profile) -> Receipt:
+    def _accepted(
+        self, submission: StoredSubmission, profile: Profile, checks: list[dict[str, Any]] | None = None
+    ) -> Receipt:
         """Index, announce and settle after the commit; none of it may fail the submission."""
         metrics.submission_accepted()
         rank = self._index(submission)
@@ -242,12 +361,14 @@ class SubmissionService:
                 "rank": rank,
                 "participant": submission.participant,
                 "profile_version": submission.profile_version,
+                "provenance": submission.provenance.kind,
+                "flags": list(submission.provenance.flags),
             },
         )
         announce(self._bus, self._board, submission.entry, rank, self._board_size, submission.leads)
         if submission.participant is not None and submission.leads:
             self._slots.settle(expire=False)  # a new best may make them eligible for a free slot
-        return Receipt(submission.id, _render(receipt_json(submission, profile, rank)))
+        return Receipt(submission.id, _render(receipt_json(submission, profile, rank, checks)))
 
     def _index(self, submission: StoredSubmission) -> int | None:
         """Put a stored, ranked submission on the index (idempotent); its rank in view all."""
@@ -271,6 +392,7 @@ class SubmissionService:
         with self._database.autocommit() as connection:
             submission = store.get(connection, submission_id)
             earlier = store.earlier_scores(connection, submission_id)
+            checks = runs.checks_of(connection, submission_id)
         return {
             "submission_id": submission.id,
             "score": number(submission.score),
@@ -281,4 +403,11 @@ class SubmissionService:
             "submitted_at": iso_z(submission.created_at),
             "breakdown": breakdown(submission, self._explaining(submission)),
             "earlier_scores": [{"profile_version": v, "score": number(score)} for v, score in earlier],
+            **provenance_json(submission),
+            "checks": checks,
         }
+
+
+def _flagged(metrics: Mapping[str, Decimal]) -> store.Provenance:
+    """A self-reported result's provenance: its plausibility flags."""
+    return store.Provenance(flags=tuple(flags(metrics)))

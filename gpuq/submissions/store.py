@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,7 @@ TABLE = tables.SUBMISSIONS
 PARTICIPANTS = tables.PARTICIPANTS
 PROFILES = tables.SCORING_PROFILES
 
-_DERIVED = ("id", "profile_version", "ranked", "disqualified_at", "disqualify_reason")
+_DERIVED = ("id", "profile_version", "disqualified_at", "disqualify_reason")
 _GIVEN = [c for c in TABLE.c if c.name not in _DERIVED]
 _INSERT = (
     insert(TABLE)
@@ -46,6 +47,22 @@ _INSERT = (
 )
 STATUS_ACTIVE = "active"
 STATUS_DISQUALIFIED = "disqualified"
+
+
+PROVENANCES = ("measured", "self-reported")
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """Where a submission's metrics come from, and what was found about them."""
+
+    kind: str = "self-reported"
+    """One of PROVENANCES."""
+    gpu_model: str | None = None
+    flags: tuple[str, ...] = ()
+    """Plausibility flags (gpuq.evidence.flags)."""
+    withheld: str | None = None
+    """"evidence" when its evidence failed a check: stored, never ranked."""
 
 
 class ProfileChanged(GpuqError):
@@ -68,6 +85,7 @@ class StoredSubmission:
     leads: bool = True
     disqualified_at: dt.datetime | None = None
     disqualify_reason: str | None = None
+    provenance: Provenance = Provenance()
 
     @property
     def status(self) -> str:
@@ -93,6 +111,12 @@ class StoredSubmission:
             leads=row.get("leads", True),
             disqualified_at=row.get("disqualified_at"),
             disqualify_reason=row.get("disqualify_reason"),
+            provenance=Provenance(
+                kind=row.get("provenance") or "self-reported",
+                gpu_model=row.get("gpu_model"),
+                flags=tuple(json.loads(row["flags"])) if row.get("flags") else (),
+                withheld=row.get("withheld"),
+            ),
         )
 
 
@@ -104,9 +128,11 @@ def record(
     client_address: str,
     now: dt.datetime,
     participant: tuple[int, str] | None = None,
+    provenance: Provenance = Provenance(),
 ) -> StoredSubmission:
     """Score validated `metrics` and insert the row; returns it with its id.
 
+    `provenance` says where the metrics come from; a withheld one is stored unranked.
     `participant` is (id, name) of the submitter, None when anonymous; a
     participant's submission must run in a transaction (it may take over the
     participant's place on the best-per-participant view, see `take_lead`).
@@ -123,17 +149,22 @@ def record(
         "client_address": client_address[:64],
         "created_at": to_millis(now),
         "participant_id": None if participant is None else participant[0],
-        "leads": participant is None,
+        "ranked": provenance.withheld is None,
+        "leads": participant is None and provenance.withheld is None,
+        "provenance": provenance.kind,
+        "gpu_model": provenance.gpu_model,
+        "flags": json.dumps(list(provenance.flags)) if provenance.flags else None,
+        "withheld": provenance.withheld,
     }
-    disqualified = False
+    unrankable = provenance.withheld is not None
     if participant is not None:
-        disqualified = _lock_in_order(connection, profile_version, participant[0])
+        unrankable = _lock_in_order(connection, profile_version, participant[0]) or unrankable
     submission_id = connection.execute(_INSERT, values).scalar_one_or_none()
     if submission_id is None:
         raise ProfileChanged(f"scoring profile {profile_version} is no longer active")
     ranked = leads = True
     if participant is not None:
-        ranked, leads = take_lead(connection, participant[0], submission_id, result.total, disqualified)
+        ranked, leads = take_lead(connection, participant[0], submission_id, result.total, unrankable)
     name = None if participant is None else participant[1]
     row = {**values, "id": submission_id, "participant": name, "ranked": ranked, "leads": leads}
     return StoredSubmission.from_row(row)
@@ -168,9 +199,10 @@ _LEADER = select(TABLE.c.id, TABLE.c.score).where(TABLE.c.participant_id == bind
 
 
 def take_lead(
-    connection: Connection, participant_id: int, submission_id: int, score: Decimal, disqualified: bool
+    connection: Connection, participant_id: int, submission_id: int, score: Decimal, unrankable: bool
 ) -> tuple[bool, bool]:
-    """Place a participant's new submission: returns (ranked, leads).
+    """Place a participant's new submission: returns (ranked, leads). An `unrankable` one
+    (its participant is disqualified, or it is withheld) is stored unranked.
 
     It leads when it outranks the participant's current leader (gpuq.leaderboard.rule).
     The caller holds the participant's row lock (`_lock_in_order`), so two submissions
@@ -178,7 +210,7 @@ def take_lead(
     other (SQLite serialises writers anyway); a participant disqualified meanwhile gets
     an unranked row.
     """
-    if disqualified:
+    if unrankable:
         connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=false()))
         return False, False
     leader = connection.execute(_LEADER, {"pid": participant_id}).first()

@@ -1,0 +1,191 @@
+"""The rules a run's evidence must pass, each with a stable code (the README lists them).
+
+Two kinds:
+
+* Refusals (`refusal`, gpuq.errors.EvidenceRefused, raised by gpuq.submissions.runs): the evidence is not
+  acceptable at all and nothing is stored: the ticket is unknown, another
+  participant's, used, expired or its nonce wrong; the same evidence was accepted
+  before; a metric cannot be derived.
+* Checks (`check`): the evidence is stored with its submission either way; one that
+  fails a check is not ranked, and the answer lists the failed codes.
+
+Tolerances are generous on purpose: they are there to catch numbers that were typed
+or edited, not the jitter of a real sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+from gpuq.errors import EvidenceRefused
+from gpuq.evidence.derive import counter_delta, power_integral
+from gpuq.evidence.model import Evidence
+
+CLOCK_SKEW_SECONDS = Decimal(30)
+"""How far the agent's wall clock may be from the server's."""
+SAMPLE_COUNT_TOLERANCE = Decimal("0.10")
+"""The sample count may differ from duration × rate by this fraction (plus two samples)."""
+ENERGY_TOLERANCE = Decimal("0.20")
+"""The energy counter's increase and the integral of the power samples may differ by this
+fraction of the larger (plus 1 J): power is sampled, the counter is exact."""
+DURATION_TOLERANCE_SECONDS = Decimal(1)
+"""Slack between the run's wall-clock times and its measured duration, and between the
+samples' span and that duration (beyond one sample interval)."""
+
+CODES = {
+    # Refusals: nothing is stored.
+    "ticket_unknown": "no run ticket with this id",
+    "ticket_not_yours": "the run ticket was issued to another participant",
+    "ticket_used": "the run ticket was used already",
+    "ticket_expired": "the run ticket expired before the evidence arrived",
+    "ticket_nonce_mismatch": "the evidence does not carry its ticket's nonce",
+    "evidence_replayed": "the same evidence was accepted before",
+    "measurement_missing": "a metric cannot be derived: what it needs was not measured",
+    # Checks: stored, not ranked when one fails.
+    "run_failed": "the benchmark command did not exit with status 0",
+    "run_outside_ticket": "the run did not take place within the ticket's lifetime",
+    "duration_exceeds_ticket": "the run lasted longer than the time between the ticket and the evidence",
+    "duration_mismatch": "the run's start and end times do not agree with its measured duration",
+    "samples_not_monotone": "sample times do not increase, or the energy counter goes down",
+    "sample_count": "the number of samples does not match the duration and the sampling rate",
+    "samples_do_not_cover_run": "the samples do not span the run from start to end",
+    "energy_mismatch": "the energy counter's increase disagrees with the integral of the power samples",
+    "memory_over_total": "a sample has more memory used than the GPU has",
+    "gpu_changed": "the GPU's identity changed during the run",
+}
+
+
+def refusal(code: str, status: int, detail: str = "") -> EvidenceRefused:
+    """The refusal of rule `code` (one of the refusals in CODES), answered with `status`."""
+    return EvidenceRefused(code, status, detail or CODES[code])
+
+
+@dataclasses.dataclass(frozen=True)
+class Ticket:
+    """What the server issued (gpuq.submissions.runs)."""
+
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    code: str
+    passed: bool
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "passed": self.passed, "detail": self.detail}
+
+
+def check(evidence: Evidence, ticket: Ticket, received_at: dt.datetime) -> list[Result]:
+    """Every check of `evidence` against its `ticket`, in the order of CODES."""
+    return [rule(evidence, ticket, received_at) for rule in RULES]
+
+
+def failed(results: list[Result]) -> list[str]:
+    return [result.code for result in results if not result.passed]
+
+
+def _result(code: str, problem: str | None) -> Result:
+    return Result(code, problem is None, problem or "ok")
+
+
+def _run_failed(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    status = evidence.run.exit_status
+    return _result("run_failed", None if status == 0 else f"exit status {status}")
+
+
+def _run_outside_ticket(evidence: Evidence, ticket: Ticket, received: dt.datetime) -> Result:
+    skew = dt.timedelta(seconds=float(CLOCK_SKEW_SECONDS))
+    run = evidence.run
+    if run.started_at < ticket.issued_at - skew:
+        return _result("run_outside_ticket", "the run started before the ticket was issued")
+    if run.ended_at > min(ticket.expires_at, received) + skew:
+        return _result("run_outside_ticket", "the run ended after the ticket expired or the evidence arrived")
+    return _result("run_outside_ticket", None)
+
+
+def _duration_exceeds_ticket(evidence: Evidence, ticket: Ticket, received: dt.datetime) -> Result:
+    available = Decimal(str((received - ticket.issued_at).total_seconds()))
+    if evidence.run.wall_seconds > available + DURATION_TOLERANCE_SECONDS:
+        return _result(
+            "duration_exceeds_ticket",
+            f"the run lasted {evidence.run.wall_seconds} s, the ticket was issued {available:.1f} s ago",
+        )
+    return _result("duration_exceeds_ticket", None)
+
+
+def _duration_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    run = evidence.run
+    span = Decimal(str((run.ended_at - run.started_at).total_seconds()))
+    slack = DURATION_TOLERANCE_SECONDS + run.wall_seconds / 100
+    if abs(span - run.wall_seconds) > slack:
+        return _result(
+            "duration_mismatch", f"start to end is {span} s, the measured duration {run.wall_seconds} s"
+        )
+    return _result("duration_mismatch", None)
+
+
+def _samples_not_monotone(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    times = evidence.samples.t
+    if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
+        return _result("samples_not_monotone", "sample times do not strictly increase")
+    energy = [value for value in evidence.samples.energy_j if value is not None]
+    if any(later < earlier for earlier, later in zip(energy, energy[1:], strict=False)):
+        return _result("samples_not_monotone", "the energy counter goes down")
+    return _result("samples_not_monotone", None)
+
+
+def _sample_count(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    expected = evidence.run.wall_seconds * evidence.rate_hz
+    count = len(evidence.samples)
+    if abs(count - expected) > expected * SAMPLE_COUNT_TOLERANCE + 2:
+        return _result("sample_count", f"{count} samples; {expected:.0f} expected at {evidence.rate_hz} Hz")
+    return _result("sample_count", None)
+
+
+def _samples_do_not_cover_run(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    times, wall = evidence.samples.t, evidence.run.wall_seconds
+    slack = 1 / evidence.rate_hz + DURATION_TOLERANCE_SECONDS
+    if times[0] < 0 or times[0] > slack or times[-1] < wall - slack or times[-1] > wall + slack:
+        return _result("samples_do_not_cover_run", f"samples span {times[0]}-{times[-1]} s of a {wall} s run")
+    return _result("samples_do_not_cover_run", None)
+
+
+def _energy_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    counter, integral = counter_delta(evidence.samples), power_integral(evidence.samples)
+    if counter is None or integral is None:
+        return Result("energy_mismatch", True, "not checked: the counter or the power draw was not measured")
+    if abs(counter - integral) > max(counter, integral) * ENERGY_TOLERANCE + 1:
+        return _result("energy_mismatch", f"counter {counter:.1f} J, power integral {integral:.1f} J")
+    return _result("energy_mismatch", None)
+
+
+def _memory_over_total(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    total = evidence.gpu.memory_total_bytes or 0
+    peak = max((used for used in evidence.samples.mem_used_bytes if used is not None), default=0)
+    return _result("memory_over_total", f"{peak} bytes used of {total}" if peak > total else None)
+
+
+def _gpu_changed(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    seen = {uuid for uuid in evidence.samples.uuid if uuid is not None}
+    others = sorted(seen - {evidence.gpu.uuid})
+    return _result("gpu_changed", f"samples from {', '.join(others)}" if others else None)
+
+
+RULES: list[Callable[[Evidence, Ticket, dt.datetime], Result]] = [
+    _run_failed,
+    _run_outside_ticket,
+    _duration_exceeds_ticket,
+    _duration_mismatch,
+    _samples_not_monotone,
+    _sample_count,
+    _samples_do_not_cover_run,
+    _energy_mismatch,
+    _memory_over_total,
+    _gpu_changed,
+]

@@ -1,0 +1,202 @@
+"""`gpuq-agent`: the participant's command line (`gpuq-agent --help` lists the commands).
+
+The server is GPUQ_SERVER (default http://localhost:5000) or --server. The API key is
+GPUQ_KEY, else the file `gpuq-agent login` wrote ($XDG_CONFIG_HOME/gpuq/key, by
+default ~/.config/gpuq/key, readable by its owner only). `--json` prints the server's
+answers as JSON, for scripts. Exit status: 0 done, 1 refused by the server or the
+benchmark failed a check, 2 a usage or local problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gpuq_agent import AGENT, measure
+from gpuq_agent.backends import BackendError, open_device
+from gpuq_agent.client import ApiError, Client
+
+DEFAULT_SERVER = "http://localhost:5000"
+
+
+def key_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "gpuq" / "key"
+
+
+def stored_key() -> str | None:
+    if os.environ.get("GPUQ_KEY"):
+        return os.environ["GPUQ_KEY"].strip()
+    try:
+        return key_file().read_text().strip() or None
+    except OSError:
+        return None
+
+
+def save_key(key: str) -> Path:
+    """Write the key to key_file(), readable and writable by its owner only."""
+    path = key_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(key + "\n")
+    os.chmod(path, 0o600)  # an existing file keeps its old mode through os.open
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="gpuq-agent", description="Measure, submit and follow gpuq results.")
+    top.add_argument("--server", default=os.environ.get("GPUQ_SERVER", DEFAULT_SERVER))
+    top.add_argument("--json", action="store_true", help="print the server's answers as JSON")
+    commands = top.add_subparsers(dest="command", required=True)
+    login = commands.add_parser("login", help="check an API key and keep it for later commands")
+    login.add_argument("--key", help="the key (asked for when absent; GPUQ_KEY also works)")
+    run = commands.add_parser("run", help="run a benchmark while measuring the GPU, then submit the evidence")
+    run.add_argument("--gpu", type=int, default=0, help="NVML index of the GPU (default 0)")
+    run.add_argument(
+        "--backend",
+        default=os.environ.get("GPUQ_AGENT_BACKEND", "nvml"),
+        help="nvml (default), fake (a scripted GPU) or replay:<trace file>",
+    )
+    run.add_argument("--rate", type=float, default=10.0, help="samples per second (default 10)")
+    run.add_argument("--record-trace", type=Path, help="also write the raw samples to this file")
+    run.add_argument("benchmark", nargs=argparse.REMAINDER, help="-- the benchmark command")
+    submit = commands.add_parser("submit", help="submit five self-reported metrics from a JSON file")
+    submit.add_argument("file", type=Path)
+    commands.add_parser("status", help="your participant record: best score, rank, submissions")
+    commands.add_parser("quota", help="your limits and what is left of them")
+    commands.add_parser("slots", help="the GPU slot pool and your place in line")
+    accept = commands.add_parser("accept", help="accept the slot offered to you")
+    accept.add_argument("slot")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    client = Client(args.server, stored_key(), note=lambda message: print(message, file=sys.stderr))
+    try:
+        return COMMANDS[args.command](client, args)
+    except ApiError as exc:
+        print(f"gpuq-agent: {exc}", file=sys.stderr)
+        for error in exc.body.get("errors", [])[:10]:
+            print(f"  {error.get('field', '')}: {error.get('message', '')}", file=sys.stderr)
+        return 1
+    except (BackendError, OSError, ValueError) as exc:
+        print(f"gpuq-agent: {exc}", file=sys.stderr)
+        return 2
+
+
+def _show(args: argparse.Namespace, answer: Any, text: str) -> None:
+    print(json.dumps(answer, indent=2) if args.json else text)
+
+
+def _login(client: Client, args: argparse.Namespace) -> int:
+    key = args.key or os.environ.get("GPUQ_KEY") or getpass.getpass("API key: ")
+    client.key = key.strip()
+    me = client.get("/participants/me")
+    path = save_key(client.key)
+    _show(args, me, f"logged in as {me['name']}; key kept in {path}")
+    return 0
+
+
+def _run(client: Client, args: argparse.Namespace) -> int:
+    command = (
+        [part for part in args.benchmark if part != "--"] if args.benchmark[:1] == ["--"] else args.benchmark
+    )
+    if not command:
+        raise ValueError("give the benchmark command after --, e.g. gpuq-agent run -- python bench.py")
+    if not 1 <= args.rate <= 100:
+        raise ValueError("--rate must be from 1 to 100 samples per second")
+    device = open_device(args.backend, args.gpu)
+    try:
+        ticket = client.post("/runs")
+        env = {"GPUQ_RUN_SEED": str(ticket["seed"]), "GPUQ_RUN_NONCE": ticket["nonce"]}
+        measured = measure.run(command, device, args.rate, env)
+    finally:
+        device.close()
+    if args.record_trace is not None:
+        args.record_trace.write_text(json.dumps(measured.trace()))
+    answer = client.post(f"/runs/{ticket['ticket_id']}/evidence", measure.evidence(measured, ticket, AGENT))
+    failed = [check["code"] for check in answer.get("checks", []) if not check["passed"]]
+    lines = [
+        f"submission {answer['submission_id']}: score {answer['score']}, "
+        + (f"rank {answer['rank']}" if answer.get("rank") else "not ranked"),
+        f"measured on {measured.identity.get('name')} in {measured.wall_seconds:.1f} s "
+        f"({len(measured.samples['t'])} samples)",
+    ]
+    lines += [f"check failed: {code}" for code in failed]
+    lines += [f"flag: {flag}" for flag in answer.get("flags", [])]
+    _show(args, answer, "\n".join(lines))
+    return 1 if failed else 0
+
+
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    body = json.loads(args.file.read_text())
+    if not isinstance(body, dict):
+        raise ValueError(f"{args.file} must hold a JSON object with the five metrics")
+    answer = client.post("/submit_qualification", body)
+    flags = "".join(f"\nflag: {flag}" for flag in answer.get("flags", []))
+    _show(
+        args,
+        answer,
+        f"submission {answer['submission_id']}: score {answer['score']}, rank {answer['rank']}{flags}",
+    )
+    return 0
+
+
+def _status(client: Client, args: argparse.Namespace) -> int:
+    me = client.get("/participants/me")
+    best = me.get("best_score")
+    _show(
+        args,
+        me,
+        f"{me['name']}: best score {best if best is not None else '-'}, rank {me.get('rank') or '-'}",
+    )
+    return 0
+
+
+def _quota(client: Client, args: argparse.Namespace) -> int:
+    answer = client.get("/quota")
+    limits = answer.get("limits", [])
+    text = "\n".join(
+        f"{item.get('scope')}: {item.get('remaining')} of {item.get('limit')} left" for item in limits
+    )
+    _show(args, answer, text or json.dumps(answer))
+    return 0
+
+
+def _slots(client: Client, args: argparse.Namespace) -> int:
+    answer = client.get("/slots")
+    rows = [
+        f"{slot['name']}: {slot['state']}" + (f" ({slot['holder']})" if slot.get("holder") else "")
+        for slot in answer.get("slots", [])
+    ]
+    _show(args, answer, "\n".join(rows) or "no slots")
+    return 0
+
+
+def _accept(client: Client, args: argparse.Namespace) -> int:
+    answer = client.post(f"/slots/{args.slot}/accept")
+    _show(args, answer, f"slot {args.slot} is yours")
+    return 0
+
+
+COMMANDS = {
+    "login": _login,
+    "run": _run,
+    "submit": _submit,
+    "status": _status,
+    "quota": _quota,
+    "slots": _slots,
+    "accept": _accept,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
