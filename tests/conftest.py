@@ -90,6 +90,8 @@ class FrozenClock:
 
 
 TABLES = (
+    "evidence",
+    "run_tickets",
     "idempotency_keys",
     "audit_events",
     "leases",

@@ -35,8 +35,7 @@ DURATION_TOLERANCE_SECONDS = Decimal(1)
 """Slack between the run's wall-clock times and its measured duration, and between the
 samples' span and that duration (beyond one sample interval)."""
 
-CODES = {
-    # Refusals: nothing is stored.
+REFUSALS = {
     "ticket_unknown": "no run ticket with this id",
     "ticket_not_yours": "the run ticket was issued to another participant",
     "ticket_used": "the run ticket was used already",
@@ -44,7 +43,9 @@ CODES = {
     "ticket_nonce_mismatch": "the evidence does not carry its ticket's nonce",
     "evidence_replayed": "the same evidence was accepted before",
     "measurement_missing": "a metric cannot be derived: what it needs was not measured",
-    # Checks: stored, not ranked when one fails.
+}
+"""Refusals: nothing is stored."""
+CHECKS = {
     "run_failed": "the benchmark command did not exit with status 0",
     "run_outside_ticket": "the run did not take place within the ticket's lifetime",
     "duration_exceeds_ticket": "the run lasted longer than the time between the ticket and the evidence",
@@ -56,6 +57,8 @@ CODES = {
     "memory_over_total": "a sample has more memory used than the GPU has",
     "gpu_changed": "the GPU's identity changed during the run",
 }
+"""Checks, in the order they run: the evidence is stored either way, unranked when one fails."""
+CODES = {**REFUSALS, **CHECKS}
 
 
 def refusal(code: str, status: int, detail: str = "") -> EvidenceRefused:
@@ -82,7 +85,7 @@ class Result:
 
 
 def check(evidence: Evidence, ticket: Ticket, received_at: dt.datetime) -> list[Result]:
-    """Every check of `evidence` against its `ticket`, in the order of CODES."""
+    """Every check of `evidence` against its `ticket`, in the order of CHECKS."""
     return [rule(evidence, ticket, received_at) for rule in RULES]
 
 

@@ -1,0 +1,242 @@
+"""Measured results through the API (both backends): a run ticket, the evidence of the run,
+the metrics the server derives, the checks (each rule broken alone gets exactly its code),
+the refusals, and the provenance and flags of every result."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from gpuq.app import runtime_of
+from gpuq.scoring import score
+from tests.conftest import WORKED_EXAMPLE, FrozenClock, bearer, register, stored_count, submit_as
+from tests.measured import evidence_for
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def api(make_app, clock):
+    return make_app(clock=clock).test_client()
+
+
+def ticket_for(api: Any, key: str) -> dict[str, Any]:
+    response = api.post("/runs", headers=bearer(key))
+    assert response.status_code == 201, response.get_json()
+    assert response.headers["Cache-Control"] == "no-store"
+    return response.get_json()
+
+
+def send(api: Any, key: str, ticket: dict[str, Any], body: dict[str, Any], **headers: str) -> Any:
+    return api.post(ticket["evidence_url"], json=body, headers={**bearer(key), **headers})
+
+
+def test_the_server_derives_the_metrics_scores_and_ranks_a_measured_run(api, clock):
+    key = register(api, "measurer")
+    ticket = ticket_for(api, key)
+    clock.advance(21)  # the run took 20 s
+    answer = send(api, key, ticket, evidence_for(ticket))
+    assert answer.status_code == 201, answer.get_json()
+    body = answer.get_json()
+    assert body["metrics"] == {
+        "gpu_utilization": 80.0,  # the mean of the samples
+        "memory_usage": 75.0,  # 60 of 80 GiB at the peak
+        "power_efficiency": 80.0,  # 0.8 busy x 700 W limit x 20 s / 14,000 J
+        "completion_time": 20.0,
+        "accuracy": 97.5,
+    }
+    profile, _version = runtime_of(api.application).profiles.get()
+    expected = score({name: Decimal(str(value)) for name, value in body["metrics"].items()}, profile).total
+    assert Decimal(str(body["score"])) == expected
+    assert (body["provenance"], body["ranked"], body["rank"], body["withheld"]) == ("measured", True, 1, None)
+    assert body["gpu_model"] == "NVIDIA H100 80GB HBM3"
+    assert all(check["passed"] for check in body["checks"])
+    shown = api.get(f"/submissions/{body['submission_id']}").get_json()
+    assert shown["provenance"] == "measured" and shown["checks"] == body["checks"]
+    assert api.get("/leaderboard").get_json()["leaderboard"][0]["submission_id"] == body["submission_id"]
+
+
+def _shift(body: dict[str, Any], field: str, seconds: float) -> None:
+    moment = dt.datetime.fromisoformat(body["run"][field].replace("Z", "+00:00"))
+    body["run"][field] = (moment + dt.timedelta(seconds=seconds)).isoformat()
+
+
+def _swap_times(body: dict[str, Any]) -> None:
+    t = body["samples"]["t"]
+    t[5], t[6] = t[6], t[5]
+
+
+def _drop_tail(body: dict[str, Any]) -> None:
+    for column in body["samples"].values():
+        del column[-20:]
+
+
+def _halve_energy(body: dict[str, Any]) -> None:
+    energy = body["samples"]["energy_j"]
+    body["samples"]["energy_j"] = [energy[0] + (value - energy[0]) / 2 for value in energy]
+
+
+def _over_total(body: dict[str, Any]) -> None:
+    body["samples"]["mem_used_bytes"][3] = body["gpu"]["memory_total_bytes"] + 1
+
+
+def _swap_gpu(body: dict[str, Any]) -> None:
+    body["samples"]["uuid"][100:] = ["GPU-99999999-0000-0000-0000-000000000000"] * len(
+        body["samples"]["uuid"][100:]
+    )
+
+
+BREAKS = {
+    "run_failed": (21, lambda body: body["run"].update(exit_status=1)),
+    "run_outside_ticket": (
+        21,
+        lambda body: (_shift(body, "started_at", -120), _shift(body, "ended_at", -120)),
+    ),
+    "duration_exceeds_ticket": (10, lambda body: None),  # evidence of a 20 s run 10 s after the ticket
+    "duration_mismatch": (21, lambda body: _shift(body, "ended_at", 5)),
+    "samples_not_monotone": (21, _swap_times),
+    "sample_count": (21, lambda body: body.update(rate_hz=20)),
+    "samples_do_not_cover_run": (21, _drop_tail),
+    "energy_mismatch": (21, _halve_energy),
+    "memory_over_total": (21, _over_total),
+    "gpu_changed": (21, _swap_gpu),
+}
+
+
+@pytest.mark.parametrize("code", list(BREAKS))
+def test_evidence_that_breaks_one_rule_is_stored_unranked_with_exactly_that_code(api, clock, code):
+    key = register(api, "breaker")
+    ticket = ticket_for(api, key)
+    wait, breaking = BREAKS[code]
+    clock.advance(wait)
+    body = evidence_for(ticket)
+    breaking(body)
+    answer = send(api, key, ticket, body)
+    assert answer.status_code == 201, answer.get_json()
+    result = answer.get_json()
+    assert [check["code"] for check in result["checks"] if not check["passed"]] == [code]
+    assert (result["ranked"], result["rank"], result["withheld"]) == (False, None, "evidence")
+    assert api.get("/leaderboard?view=all").get_json()["total"] == 0
+    assert api.get(f"/submissions/{result['submission_id']}").get_json()["ranked"] is False
+
+
+def _refused(answer: Any, status: int, code: str) -> None:
+    assert answer.status_code == status, answer.get_json()
+    assert answer.content_type == "application/problem+json"
+    assert answer.get_json()["code"] == code
+
+
+def test_tickets_are_single_use_personal_and_expire(api, clock):
+    owner, thief = register(api, "owner"), register(api, "thief")
+    ticket = ticket_for(api, owner)
+    clock.advance(21)
+    body = evidence_for(ticket)
+    _refused(send(api, thief, ticket, body), 403, "ticket_not_yours")
+    wrong = {**body, "nonce": "0" * 32}
+    _refused(send(api, owner, ticket, wrong), 422, "ticket_nonce_mismatch")
+    unknown = {**ticket, "evidence_url": "/runs/" + "0" * 32 + "/evidence"}
+    _refused(send(api, owner, unknown, body), 404, "ticket_unknown")
+    assert stored_count(api.application) == 0  # refusals leave nothing behind
+    assert send(api, owner, ticket, body).status_code == 201
+    again = evidence_for(ticket, util=90.0)
+    _refused(send(api, owner, ticket, again), 409, "ticket_used")
+
+    late = ticket_for(api, owner)
+    clock.advance(61 * 60)
+    _refused(send(api, owner, late, evidence_for(late)), 410, "ticket_expired")
+    assert stored_count(api.application) == 1
+
+
+def test_the_same_measurements_are_never_accepted_twice(api, clock):
+    key = register(api, "replayer")
+    first = ticket_for(api, key)
+    clock.advance(21)
+    body = evidence_for(first)
+    assert send(api, key, first, body).status_code == 201
+    second = ticket_for(api, key)
+    _refused(send(api, key, second, {**body, "nonce": second["nonce"]}), 409, "evidence_replayed")
+    assert stored_count(api.application) == 1
+
+
+def test_a_run_without_a_measured_accuracy_is_refused(api, clock):
+    key = register(api, "silent")
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    _refused(send(api, key, ticket, evidence_for(ticket, accuracy=None)), 422, "measurement_missing")
+    assert stored_count(api.application) == 0
+
+
+def test_a_retried_evidence_post_replays_the_first_answer(api, clock):
+    key = register(api, "retrier")
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    body = evidence_for(ticket)
+    first = send(api, key, ticket, body, **{"Idempotency-Key": "run-1"})
+    again = send(api, key, ticket, body, **{"Idempotency-Key": "run-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_data() == first.get_data()
+    assert stored_count(api.application) == 1
+
+
+def test_tickets_and_evidence_need_a_key(api):
+    assert api.post("/runs").status_code == 401
+    assert api.post("/runs/abc/evidence", json={}).status_code == 401
+
+
+def test_malformed_evidence_is_a_422_naming_the_field(api, clock):
+    key = register(api, "sloppy")
+    ticket = ticket_for(api, key)
+    body = evidence_for(ticket)
+    body["samples"]["power_w"].pop()
+    answer = send(api, key, ticket, body)
+    assert answer.status_code == 422
+    assert "samples" in answer.get_json()["detail"]
+    assert stored_count(api.application) == 0
+
+
+def test_the_specifications_submission_is_self_reported_and_unchanged(client):
+    answer = submit_as(client)
+    body = answer.get_json()
+    assert answer.status_code == 201 and body["score"] == 87.95
+    assert (body["provenance"], body["flags"], body["ranked"]) == ("self-reported", [], True)
+    assert "checks" not in body
+    assert client.get(f"/submissions/{body['submission_id']}").get_json()["checks"] is None
+
+
+@pytest.mark.parametrize(
+    ("metrics", "codes"),
+    [
+        (
+            {
+                "gpu_utilization": 100,
+                "memory_usage": 100,
+                "power_efficiency": 100,
+                "accuracy": 100,
+                "completion_time": 0.0001,
+            },
+            ["all_maximum", "time_below_minimum"],
+        ),
+        (
+            {"gpu_utilization": 0.9, "memory_usage": 0.85, "power_efficiency": 0.95, "accuracy": 0.98},
+            ["looks_like_fractions"],
+        ),
+        ({"completion_time": 30000}, ["looks_like_milliseconds"]),
+    ],
+)
+def test_suspicious_self_reported_numbers_are_flagged_not_refused(client, metrics, codes):
+    answer = submit_as(client, **metrics)
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert [flag["code"] for flag in body["flags"]] == codes
+    assert all(flag["detail"] for flag in body["flags"])
+    assert [
+        flag["code"] for flag in client.get(f"/submissions/{body['submission_id']}").get_json()["flags"]
+    ] == codes
+    assert WORKED_EXAMPLE  # the worked example itself raises none (test above)
