@@ -131,7 +131,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         f"({len(measured.samples['t'])} samples)",
     ]
     lines += [f"check failed: {code}" for code in failed]
-    lines += [f"flag: {flag}" for flag in answer.get("flags", [])]
+    lines += [f"flag: {flag['code']} ({flag['detail']})" for flag in answer.get("flags", [])]
     _show(args, answer, "\n".join(lines))
     return 1 if failed else 0
 
@@ -141,7 +141,7 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
     if not isinstance(body, dict):
         raise ValueError(f"{args.file} must hold a JSON object with the five metrics")
     answer = client.post("/submit_qualification", body)
-    flags = "".join(f"\nflag: {flag}" for flag in answer.get("flags", []))
+    flags = "".join(f"\nflag: {flag['code']} ({flag['detail']})" for flag in answer.get("flags", []))
     _show(
         args,
         answer,

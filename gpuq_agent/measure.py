@@ -105,13 +105,14 @@ def run(command: Sequence[str], device: Device, rate_hz: float, env: dict[str, s
         except OSError:
             sampler.finish(time.monotonic())
             raise
-        assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            match = RESULT_LINE.match(line.strip())
-            if match:
-                accuracy_line = float(match.group(1))
-        exit_status = process.wait()
+        with process:  # closes the pipe and reaps the child however the loop ends
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                match = RESULT_LINE.match(line.strip())
+                if match:
+                    accuracy_line = float(match.group(1))
+            exit_status = process.wait()
         ended = time.monotonic()
         ended_at = dt.datetime.now(dt.UTC)
         sampler.finish(ended)
