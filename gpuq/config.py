@@ -16,6 +16,8 @@ from pathlib import Path
 
 from limits import parse_many
 
+from gpuq.evidence.flags import CODES as FLAG_CODES
+
 SLOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 """What a slot's name may be."""
 INSTANCE_DIR = Path("instance")
@@ -131,6 +133,16 @@ class Settings:
     slot_claim_minutes: float = 0.0
     """GPUQ_SLOT_CLAIM_MINUTES: 0 grants a free slot at once; otherwise it is offered and
     passes to the next in line if not accepted in time (seeds a new database)."""
+    slots_measured_only: bool = False
+    """GPUQ_SLOTS_MEASURED_ONLY: only measured results (a run's evidence, gpuq-agent) put a
+    participant in line for a slot; self-reported ones never do (seeds a new database)."""
+    self_reported_ranked: bool = True
+    """GPUQ_SELF_REPORTED_RANKED: self-reported results (the five numbers) are ranked; when
+    false they are stored, shown to their owner, and kept off the leaderboard (seeds a new
+    database)."""
+    hold_flags: str = ""
+    """GPUQ_HOLD_FLAGS: comma-separated plausibility flags (README: Measured results) that hold
+    a result for review: stored, not ranked until an admin accepts it (seeds a new database)."""
     slot_sweep_seconds: float = 5.0
     """GPUQ_SLOT_SWEEP_SECONDS: how often each worker ends expired leases and hands out free slots."""
     admin_timeout: float = 600.0
@@ -184,6 +196,11 @@ class Settings:
             raise ConfigError(
                 "GPUQ_SLOTS must be distinct names of 1-32 letters, digits, '-' or '_', comma-separated"
             )
+        unknown = sorted(set(self.hold_flag_codes) - set(FLAG_CODES))
+        if unknown:
+            raise ConfigError(
+                f"GPUQ_HOLD_FLAGS: unknown flags {', '.join(unknown)}; known: {', '.join(FLAG_CODES)}"
+            )
         if not self.slot_hours > 0:
             raise ConfigError("GPUQ_SLOT_HOURS must be more than 0")
         if not Decimal(0) <= self.qualifying_score <= Decimal(100):
@@ -192,6 +209,10 @@ class Settings:
             self.slot_cooldown_seconds  # noqa: B018 - validates the setting
         except ValueError:
             raise ConfigError("GPUQ_SLOT_COOLDOWN_HOURS must be a number of hours, 0 or more") from None
+
+    @property
+    def hold_flag_codes(self) -> list[str]:
+        return [code.strip() for code in self.hold_flags.split(",") if code.strip()]
 
     @property
     def slot_names(self) -> list[str]:
@@ -275,6 +296,9 @@ _ENV_NAMES = {
     "slots": "GPUQ_SLOTS",
     "slot_hours": "GPUQ_SLOT_HOURS",
     "qualifying_score": "GPUQ_QUALIFYING_SCORE",
+    "slots_measured_only": "GPUQ_SLOTS_MEASURED_ONLY",
+    "self_reported_ranked": "GPUQ_SELF_REPORTED_RANKED",
+    "hold_flags": "GPUQ_HOLD_FLAGS",
     "slot_cooldown_hours": "GPUQ_SLOT_COOLDOWN_HOURS",
     "slot_claim_minutes": "GPUQ_SLOT_CLAIM_MINUTES",
     "slot_sweep_seconds": "GPUQ_SLOT_SWEEP_SECONDS",

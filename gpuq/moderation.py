@@ -96,7 +96,11 @@ def place_anonymous(connection: Connection, submission_id: int) -> None:
 def _submission_state(connection: Connection, submission_id: int) -> dict[str, Any]:
     row = connection.execute(
         select(
-            TABLE.c.participant_id, TABLE.c.disqualified_at, TABLE.c.disqualify_reason, TABLE.c.ranked
+            TABLE.c.participant_id,
+            TABLE.c.disqualified_at,
+            TABLE.c.disqualify_reason,
+            TABLE.c.ranked,
+            TABLE.c.withheld,
         ).where(TABLE.c.id == submission_id)
     ).first()
     if row is None:
@@ -107,6 +111,7 @@ def _submission_state(connection: Connection, submission_id: int) -> dict[str, A
         "disqualified_at": None if row.disqualified_at is None else iso_z(row.disqualified_at),
         "disqualify_reason": row.disqualify_reason,
         "ranked": row.ranked,
+        "withheld": row.withheld,
     }
 
 
@@ -130,6 +135,24 @@ def set_submission(
             disqualify_reason=reason if disqualify else None,
         )
     )
+    if before["participant_id"] is None:
+        place_anonymous(connection, submission_id)
+    else:
+        _lock_participant(connection, before["participant_id"])
+        rank_participant(connection, before["participant_id"])
+    return _without_owner(before), _without_owner(_submission_state(connection, submission_id))
+
+
+def accept_held(connection: Connection, submission_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rank a submission the results policy held for review; returns its state (before, after).
+
+    Raises NotFound, or Conflict when it is not held for review. Does not commit.
+    """
+    lock_admin_changes(connection)
+    before = _submission_state(connection, submission_id)
+    if before["withheld"] != "review":
+        raise Conflict(f"submission {submission_id} is not held for review")
+    connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(withheld=None))
     if before["participant_id"] is None:
         place_anonymous(connection, submission_id)
     else:
@@ -219,9 +242,8 @@ class ModerationService:
             return states
 
         target = f"participant:{member.name}"
-        return self._apply(
-            "participant", disqualify, reason, actor, target, change, {"participant_id": member.id}, revoked
-        )
+        action = f"participant.{'disqualify' if disqualify else 'reinstate'}"
+        return self._apply(action, reason, actor, target, change, {"participant_id": member.id}, revoked)
 
     def submission(self, submission_id: int, disqualify: bool, reason: str, actor: str) -> Decision:
         """Disqualify or reinstate submission `submission_id`; raises NotFound or Conflict."""
@@ -231,14 +253,25 @@ class ModerationService:
             return set_submission(connection, submission_id, disqualify, reason, moment)
 
         target = f"submission:{submission_id}"
+        action = f"submission.{'disqualify' if disqualify else 'reinstate'}"
+        return self._apply(action, reason, actor, target, change, {"submission_id": submission_id})
+
+    def accept(self, submission_id: int, reason: str, actor: str) -> Decision:
+        """Rank submission `submission_id`, held for review by the results policy; raises
+        NotFound or Conflict (not held)."""
+        store.check_id(submission_id)
+
+        def change(connection: Connection, _moment: dt.datetime) -> States:
+            return accept_held(connection, submission_id)
+
+        target = f"submission:{submission_id}"
         return self._apply(
-            "submission", disqualify, reason, actor, target, change, {"submission_id": submission_id}
+            "submission.accept", reason, actor, target, change, {"submission_id": submission_id}
         )
 
     def _apply(
         self,
-        kind: str,
-        disqualify: bool,
+        action: str,
         reason: str,
         actor: str,
         target: str,
@@ -247,7 +280,6 @@ class ModerationService:
         slot_changes: list[Change] | None = None,
     ) -> Decision:
         moment = self._clock()
-        action = f"{kind}.{'disqualify' if disqualify else 'reinstate'}"
         with self._database.connect() as connection:
             before, after = change(connection, moment)
             audit.record(connection, actor, action, target, before, after, reason, moment)

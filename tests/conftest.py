@@ -97,6 +97,7 @@ TABLES = (
     "leases",
     "slots",
     "slot_policy",
+    "result_policy",
     "score_history",
     "submissions",
     "api_keys",

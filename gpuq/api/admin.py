@@ -26,6 +26,7 @@ from gpuq.api.schemas import (
     PoolSizeIn,
     ProfileIn,
     ReasonIn,
+    ResultPolicyIn,
     SlotIn,
     SlotPolicyIn,
     validate,
@@ -114,6 +115,27 @@ def disqualify_submission(submission_id: int) -> Response:
 def reinstate_submission(submission_id: int) -> Response:
     store.check_id(submission_id)
     return _decided(runtime().moderation.submission(submission_id, False, _reason(), _actor()))
+
+
+@bp.post("/submissions/<int:submission_id>/accept")
+def accept_submission(submission_id: int) -> Response:
+    """Rank a result the results policy held for review."""
+    store.check_id(submission_id)
+    return _decided(runtime().moderation.accept(submission_id, _reason(), _actor()))
+
+
+@bp.get("/results/policy")
+def get_result_policy() -> Response:
+    return jsonify(runtime().submissions.result_policy().to_json())
+
+
+@bp.put("/results/policy")
+def put_result_policy() -> Response:
+    body = validate(ResultPolicyIn, read_json_object(request))
+    hold = None if body.hold_flags is None else list(body.hold_flags)
+    return jsonify(
+        runtime().submissions.set_result_policy(_actor(), body.self_reported_ranked, hold).to_json()
+    )
 
 
 def _profile_json(profile: Profile, version: int, activated_at: dt.datetime) -> dict[str, Any]:
@@ -252,6 +274,7 @@ def put_slot_policy() -> Response:
         cooldown_hours=body.cooldown_hours,
         claim_minutes=body.claim_minutes,
         qualifying_score=body.qualifying_score,
+        measured_only=body.measured_only,
     )
     return jsonify(policy_json(new))
 
@@ -398,6 +421,24 @@ OPERATIONS: spec.Operations = {
     ),
     ("/admin/slots/policy", "get"): spec.admin(
         "adminSlotPolicy", "The slot policy", {"200": spec.json_response("SlotPolicyOut", "The policy.")}
+    ),
+    ("/admin/submissions/{submission_id}/accept", "post"): spec.admin(
+        "adminAcceptSubmission",
+        "Accept a result held for review (GPUQ_HOLD_FLAGS): it is ranked from now on",
+        {**spec.MODERATION, "409": spec.problem("The submission is not held for review.")},
+        parameters=[spec.SUBMISSION_ID],
+        requestBody=spec.body("ReasonIn"),
+    ),
+    ("/admin/results/policy", "get"): spec.admin(
+        "adminGetResultPolicy",
+        "The results policy: whether self-reported results rank, which flags hold a result",
+        {"200": spec.json_response("ResultPolicyOut", "The policy now.")},
+    ),
+    ("/admin/results/policy", "put"): spec.admin(
+        "adminPutResultPolicy",
+        "Change the results policy (for results submitted from now on)",
+        {"200": spec.json_response("ResultPolicyOut", "The policy now."), **spec.BODY_PROBLEMS},
+        requestBody=spec.body("ResultPolicyIn"),
     ),
     ("/admin/slots/policy", "put"): spec.admin(
         "adminPutSlotPolicy",

@@ -110,6 +110,8 @@ MODELS: list[type[BaseModel]] = [
     schemas.PoolSizeIn,
     schemas.SlotPolicyIn,
     schemas.SlotPolicyOut,
+    schemas.ResultPolicyIn,
+    schemas.ResultPolicyOut,
     schemas.PoolChanged,
 ]
 

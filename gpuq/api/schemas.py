@@ -263,8 +263,9 @@ class Provenanced(BaseModel):
 
     provenance: Literal["measured", "self-reported"]
     ranked: bool = Field(description="On the leaderboard (view all).")
-    withheld: Literal["evidence"] | None = Field(
-        description="Kept off the leaderboard because its evidence failed a check; null otherwise."
+    withheld: Literal["evidence", "review", "policy"] | None = Field(
+        description="Why it is kept off the leaderboard: its evidence failed a check, a flag holds it "
+        "for review, or the policy ranks measured results only; null when none of these."
     )
     gpu_model: str | None = Field(description="The GPU, from a measured result's evidence.")
     flags: list[Flag] = Field(description="Plausibility flags; they never refuse a result on their own.")
@@ -495,6 +496,9 @@ class SlotPolicyIn(BaseModel):
     cooldown_hours: Hours | None = None
     claim_minutes: Minutes | None = None
     qualifying_score: Score | None = None
+    measured_only: bool | None = Field(
+        None, description="Only measured results (gpuq-agent's evidence) put a participant in line."
+    )
 
 
 DateTime = Field(json_schema_extra={"format": "date-time"})
@@ -528,11 +532,32 @@ class SlotStanding(BaseModel):
     cooling_down_until: str | None = Field(None, json_schema_extra={"format": "date-time"})
 
 
+FlagCode = Literal["all_maximum", "time_below_minimum", "looks_like_fractions", "looks_like_milliseconds"]
+"""The codes of gpuq.evidence.flags.CODES, for the published schema (a test keeps them equal)."""
+
+
+class ResultPolicyIn(BaseModel):
+    """The body of PUT /admin/results/policy: what is left out stays as it is."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    self_reported_ranked: bool | None = Field(None, description="Whether self-reported results are ranked.")
+    hold_flags: list[FlagCode] | None = Field(
+        None, max_length=16, description="Plausibility flags that hold a result for review."
+    )
+
+
+class ResultPolicyOut(BaseModel):
+    self_reported_ranked: bool
+    hold_flags: list[FlagCode]
+
+
 class SlotPolicyOut(BaseModel):
     lease_hours: float
     cooldown_hours: float
     claim_minutes: float = Field(description="0: no claim window.")
     qualifying_score: float
+    measured_only: bool = Field(description="Only measured results put a participant in line.")
 
 
 class SlotsOut(BaseModel):

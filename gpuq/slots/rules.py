@@ -41,7 +41,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gpuq.config import SLOT_NAME, Settings
@@ -65,6 +65,8 @@ class Policy:
     cooldown_seconds: int
     claim_seconds: int
     qualifying_score: Decimal
+    measured_only: bool = False
+    """Only measured results put a participant in line (their best ranked measured one)."""
 
     def updated(
         self,
@@ -72,6 +74,7 @@ class Policy:
         cooldown_hours: Decimal | None = None,
         claim_minutes: Decimal | None = None,
         qualifying_score: Decimal | None = None,
+        measured_only: bool | None = None,
     ) -> Policy:
         """This policy with the given values changed (None keeps one); raises InvalidInput."""
         new = Policy(
@@ -81,6 +84,7 @@ class Policy:
             else round(cooldown_hours * 3600),
             claim_seconds=self.claim_seconds if claim_minutes is None else round(claim_minutes * 60),
             qualifying_score=self.qualifying_score if qualifying_score is None else qualifying_score,
+            measured_only=self.measured_only if measured_only is None else measured_only,
         )
         if new.lease_seconds < 1:
             raise InvalidInput(
@@ -94,6 +98,7 @@ class Policy:
             "cooldown_seconds": self.cooldown_seconds,
             "claim_seconds": self.claim_seconds,
             "qualifying_score": str(self.qualifying_score),
+            "measured_only": self.measured_only,
         }
 
 
@@ -137,6 +142,7 @@ def seed(connection: Connection, settings: Settings, moment: dt.datetime) -> Non
                 cooldown_seconds=settings.slot_cooldown_seconds,
                 claim_seconds=round(settings.slot_claim_minutes * 60),
                 qualifying_score=settings.qualifying_score,
+                measured_only=settings.slots_measured_only,
                 updated_at=moment,
             )
         )
@@ -154,6 +160,7 @@ def policy(connection: Connection) -> Policy:
             POLICY.c.cooldown_seconds,
             POLICY.c.claim_seconds,
             POLICY.c.qualifying_score,
+            POLICY.c.measured_only,
         )
     ).one()
     return Policy(*row)
@@ -233,17 +240,27 @@ def _ranked_entries(moment: dt.datetime, rules: Policy) -> Any:
         LEASES.c.ended_at.is_not(None),
         LEASES.c.ended_at > cooling_since,
     )
+    entries: Any = SUBMISSIONS
+    leading: ColumnElement[bool] = SUBMISSIONS.c.leads
+    if rules.measured_only:  # each participant's best ranked measured result, not their lead
+        place = rule.leader_place(SUBMISSIONS.c.participant_id, SUBMISSIONS.c.score, SUBMISSIONS.c.id)
+        entries = (
+            select(SUBMISSIONS.c.participant_id, SUBMISSIONS.c.id, SUBMISSIONS.c.score, place.label("place"))
+            .where(SUBMISSIONS.c.ranked, SUBMISSIONS.c.provenance == "measured")
+            .subquery()
+        )
+        leading = entries.c.place == 1
     return (
-        select(PARTICIPANTS.c.id, PARTICIPANTS.c.name, SUBMISSIONS.c.score, SUBMISSIONS.c.id.label("entry"))
-        .join(SUBMISSIONS, SUBMISSIONS.c.participant_id == PARTICIPANTS.c.id)
+        select(PARTICIPANTS.c.id, PARTICIPANTS.c.name, entries.c.score, entries.c.id.label("entry"))
+        .join(entries, entries.c.participant_id == PARTICIPANTS.c.id)
         .where(
-            SUBMISSIONS.c.leads,
+            leading,
             PARTICIPANTS.c.disqualified_at.is_(None),
-            SUBMISSIONS.c.score >= rules.qualifying_score,
+            entries.c.score >= rules.qualifying_score,
             ~live,
             ~cooling,
         )
-        .order_by(*rule.order(SUBMISSIONS.c.score, SUBMISSIONS.c.id))
+        .order_by(*rule.order(entries.c.score, entries.c.id))
     )
 
 

@@ -53,6 +53,7 @@ def policy_json(policy: Policy) -> dict[str, Any]:
         "cooldown_hours": policy.cooldown_seconds / 3600,
         "claim_minutes": policy.claim_seconds / 60,
         "qualifying_score": number(policy.qualifying_score),
+        "measured_only": policy.measured_only,
     }
 
 

@@ -180,7 +180,9 @@ class Submission(Base):
     """Plausibility flags (gpuq.evidence.flags) as a JSON list; null when none was raised."""
     withheld: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Why the submission is kept off the leaderboard regardless of moderation: "evidence"
-    (its evidence failed a check). Null for every other submission."""
+    (its evidence failed a check), "review" (a flag the results policy holds: until an
+    admin accepts it) or "policy" (a self-reported result where the policy ranks measured
+    ones only). Null for every other submission."""
 
     __table_args__ = (
         CheckConstraint(_between("gpu_utilization", "0", "100"), name="gpu_utilization_range"),
@@ -193,7 +195,7 @@ class Submission(Base):
         ),
         CheckConstraint(_between("score", "0", "100"), name="score_range"),
         CheckConstraint("provenance IN ('measured', 'self-reported')", name="provenance"),
-        CheckConstraint("withheld IS NULL OR withheld IN ('evidence')", name="withheld"),
+        CheckConstraint("withheld IS NULL OR withheld IN ('evidence', 'review', 'policy')", name="withheld"),
         CheckConstraint(
             " AND ".join(
                 _between(f"points_{m}", "0", "100")
@@ -301,6 +303,8 @@ class SlotPolicy(Base):
     claim_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
     """0: no claim window (a free slot is granted at once)."""
     qualifying_score: Mapped[Decimal] = mapped_column(SCORE, nullable=False)
+    measured_only: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    """Whether only measured results (gpuq.evidence) put a participant in line for a slot."""
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (
@@ -398,3 +402,18 @@ class Evidence(Base):
     digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     checks: Mapped[str] = mapped_column(Text, nullable=False)
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class ResultPolicy(Base):
+    """What happens to results: one row, seeded from the settings, then changed by admins
+    (gpuq.submissions.policy)."""
+
+    __tablename__ = "result_policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    self_reported_ranked: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    hold_flags: Mapped[str] = mapped_column(Text, nullable=False)
+    """A JSON list of the plausibility flags that hold a result for review."""
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)

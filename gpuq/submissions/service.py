@@ -18,13 +18,13 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
 
-from gpuq import metrics
+from gpuq import audit, metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
 from gpuq.errors import Forbidden, Unauthorized, Unavailable
@@ -42,7 +42,8 @@ from gpuq.scoring import Profile
 from gpuq.serialize import breakdown, number
 from gpuq.slots.service import SlotService
 from gpuq.store.db import Database
-from gpuq.submissions import idempotency, runs, store
+from gpuq.submissions import idempotency, policy, runs, store
+from gpuq.submissions.policy import PolicyCache, ResultPolicy
 from gpuq.submissions.profiles import ProfileCache
 from gpuq.submissions.store import StoredSubmission
 
@@ -142,6 +143,7 @@ class SubmissionService:
         self._allow_anonymous = settings.allow_anonymous
         self._abandoned_after = dt.timedelta(seconds=settings.idempotency_abandon_seconds)
         self._ticket_lifetime = dt.timedelta(minutes=settings.run_ticket_minutes)
+        self._policy = PolicyCache(database, settings, clock)
         self._clock = clock
         self._purge_due: dt.datetime | None = None
 
@@ -208,17 +210,22 @@ class SubmissionService:
         such case nothing is stored and no claim is left behind.
         """
         self.check_submitter(member)  # the handler asks first too; other callers rely on this one
+        # Read (on a new database: create) the results policy before any transaction: a second
+        # connection inside one would wait for SQLite's write lock.
+        rules = self._policy.get()
         if idempotency_key is not None:
-            return self._submit_once(metrics, address, member, *idempotency_key, on_usage, measurement)
+            return self._submit_once(metrics, address, member, *idempotency_key, on_usage, measurement, rules)
         if member is None:
             on_usage(self._limits.take_submitter(address, None))
             # Autocommit: the single INSERT is its own transaction, durable before the 201.
             with self._database.autocommit() as connection:
-                submission, profile = self._record(connection, metrics, address, member, _flagged(metrics))
+                submission, profile = self._record(
+                    connection, metrics, address, member, _self_reported(metrics, rules)
+                )
             return self._accepted(submission, profile)
         with self._database.connect() as connection:
             submission, profile, checks = self._store(
-                connection, metrics, address, member, on_usage, measurement
+                connection, metrics, address, member, on_usage, measurement, rules
             )
             connection.commit()
         return self._accepted(submission, profile, checks)
@@ -231,13 +238,16 @@ class SubmissionService:
         member: Member | None,
         on_usage: Callable[[Usage | None], None],
         measurement: _Measurement | None,
+        rules: ResultPolicy,
     ) -> tuple[StoredSubmission, Profile, list[dict[str, Any]] | None]:
         """In the caller's transaction: the run ticket (measured), the submission quotas, the
         row, and the evidence with its checks (measured); returns the checks' results."""
         member_id = None if member is None else member.id
         if measurement is None:
             on_usage(self._limits.take_submitter(address, member_id, connection))
-            submission, profile = self._record(connection, metrics, address, member, _flagged(metrics))
+            submission, profile = self._record(
+                connection, metrics, address, member, _self_reported(metrics, rules)
+            )
             return submission, profile, None
         assert member is not None, "a measured result needs a participant: their ticket"
         evidence, now = measurement.evidence, self._clock()
@@ -245,11 +255,12 @@ class SubmissionService:
         runs.refuse_replay(connection, measurement.digest)
         on_usage(self._limits.take_submitter(address, member_id, connection))
         results = check(evidence, ticket, now)
+        raised = tuple(flags(metrics))
         provenance = store.Provenance(
             kind="measured",
             gpu_model=evidence.gpu.name,
-            flags=tuple(flags(metrics)),
-            withheld="evidence" if failed(results) else None,
+            flags=raised,
+            withheld=rules.withheld("measured", raised, evidence_failed=bool(failed(results))),
         )
         submission, profile = self._record(connection, metrics, address, member, provenance)
         runs.use(
@@ -262,6 +273,25 @@ class SubmissionService:
             results,
         )
         return submission, profile, [result.to_json() for result in results]
+
+    def result_policy(self) -> ResultPolicy:
+        return self._policy.get()
+
+    def set_result_policy(
+        self, actor: str, self_reported_ranked: bool | None, hold_flags: Sequence[str] | None
+    ) -> ResultPolicy:
+        """Change the results policy (for results submitted from now on), audited; raises InvalidInput."""
+        before = self._policy.get()
+        new = before.updated(self_reported_ranked, hold_flags)
+        moment = self._clock()
+        with self._database.connect() as connection:
+            policy.write(connection, new, moment)
+            audit.record(
+                connection, actor, "results.policy", "results", before.to_json(), new.to_json(), None, moment
+            )
+            connection.commit()
+        self._policy.forget()
+        return new
 
     def _record(
         self,
@@ -291,7 +321,8 @@ class SubmissionService:
         key: str,
         digest: str,
         on_usage: Callable[[Usage | None], None],
-        measurement: _Measurement | None = None,
+        measurement: _Measurement | None,
+        rules: ResultPolicy,
     ) -> Receipt:
         scope = scope_of(address, member)
         moment = self._clock()
@@ -304,7 +335,7 @@ class SubmissionService:
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
             if replay is None:
                 submission, profile, checks = self._store(
-                    connection, metrics, address, member, on_usage, measurement
+                    connection, metrics, address, member, on_usage, measurement, rules
                 )
                 idempotency.complete(connection, scope, key, submission.id)
                 connection.commit()
@@ -408,6 +439,7 @@ class SubmissionService:
         }
 
 
-def _flagged(metrics: Mapping[str, Decimal]) -> store.Provenance:
-    """A self-reported result's provenance: its plausibility flags."""
-    return store.Provenance(flags=tuple(flags(metrics)))
+def _self_reported(metrics: Mapping[str, Decimal], rules: ResultPolicy) -> store.Provenance:
+    """A self-reported result's provenance: its flags, and what the results policy makes of it."""
+    raised = tuple(flags(metrics))
+    return store.Provenance(flags=raised, withheld=rules.withheld("self-reported", raised))

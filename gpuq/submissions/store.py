@@ -162,7 +162,7 @@ def record(
     submission_id = connection.execute(_INSERT, values).scalar_one_or_none()
     if submission_id is None:
         raise ProfileChanged(f"scoring profile {profile_version} is no longer active")
-    ranked = leads = True
+    ranked = leads = not unrankable
     if participant is not None:
         ranked, leads = take_lead(connection, participant[0], submission_id, result.total, unrankable)
     name = None if participant is None else participant[1]

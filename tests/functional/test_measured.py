@@ -12,7 +12,7 @@ import pytest
 
 from gpuq.app import runtime_of
 from gpuq.scoring import score
-from tests.conftest import WORKED_EXAMPLE, FrozenClock, bearer, register, stored_count, submit_as
+from tests.conftest import WORKED_EXAMPLE, FrozenClock, bearer, make_admin, register, stored_count, submit_as
 from tests.measured import evidence_for
 
 
@@ -240,3 +240,69 @@ def test_suspicious_self_reported_numbers_are_flagged_not_refused(client, metric
         flag["code"] for flag in client.get(f"/submissions/{body['submission_id']}").get_json()["flags"]
     ] == codes
     assert WORKED_EXAMPLE  # the worked example itself raises none (test above)
+
+
+PERFECT = {
+    "gpu_utilization": 100,
+    "memory_usage": 100,
+    "power_efficiency": 100,
+    "completion_time": 0.0001,
+    "accuracy": 100,
+}
+
+
+def test_a_flag_the_policy_holds_keeps_a_result_off_the_board_until_an_admin_accepts_it(make_app):
+    app = make_app(hold_flags="all_maximum")
+    api = app.test_client()
+    admin = make_admin(app)
+    held = submit_as(api, **PERFECT).get_json()
+    assert (held["ranked"], held["withheld"], held["rank"]) == (False, "review", None)
+    assert api.get("/leaderboard").get_json()["total"] == 0
+    accepted = api.post(
+        f"/admin/submissions/{held['submission_id']}/accept",
+        json={"reason": "checked"},
+        headers=bearer(admin),
+    )
+    assert accepted.status_code == 200, accepted.get_json()
+    assert accepted.get_json()["after"]["withheld"] is None and accepted.get_json()["after"]["ranked"] is True
+    assert api.get("/leaderboard").get_json()["leaderboard"][0]["submission_id"] == held["submission_id"]
+    again = api.post(
+        f"/admin/submissions/{held['submission_id']}/accept", json={"reason": "twice"}, headers=bearer(admin)
+    )
+    assert again.status_code == 409
+    assert submit_as(api).get_json()["withheld"] is None  # an unflagged result is ranked at once
+
+
+def test_admins_change_the_results_policy_for_what_comes_next(make_app):
+    app = make_app()
+    api = app.test_client()
+    admin = make_admin(app)
+    before = submit_as(api).get_json()
+    assert api.get("/admin/results/policy", headers=bearer(admin)).get_json() == {
+        "self_reported_ranked": True,
+        "hold_flags": [],
+    }
+    bad = api.put("/admin/results/policy", json={"hold_flags": ["made_up"]}, headers=bearer(admin))
+    assert bad.status_code == 422
+    changed = api.put("/admin/results/policy", json={"self_reported_ranked": False}, headers=bearer(admin))
+    assert changed.get_json() == {"self_reported_ranked": False, "hold_flags": []}
+    after = submit_as(api, address="10.0.0.2").get_json()
+    assert (after["ranked"], after["withheld"]) == (False, "policy")
+    assert api.get(f"/submissions/{before['submission_id']}").get_json()["ranked"] is True  # kept
+    audit = api.get("/admin/audit", headers=bearer(admin)).get_json()
+    assert any(event["action"] == "results.policy" for event in audit["events"])
+
+
+@pytest.mark.parametrize("measured_only", [False, True])
+def test_a_slot_line_for_measured_results_passes_over_typed_numbers(make_app, clock, measured_only):
+    app = make_app(clock=clock, slots="gpu-0", slots_measured_only=measured_only)
+    api = app.test_client()
+    typist, measurer = register(api, "typist"), register(api, "measurer")
+    assert submit_as(api, typist, **PERFECT).status_code == 201
+    ticket = ticket_for(api, measurer)
+    clock.advance(21)
+    assert send(api, measurer, ticket, evidence_for(ticket)).status_code == 201
+    runtime_of(app).slots.settle()
+    holder = api.get("/slots").get_json()["slots"][0]["holder"]
+    assert holder == ("measurer" if measured_only else "typist")
+    assert api.get("/slots").get_json()["policy"]["measured_only"] is measured_only

@@ -178,3 +178,11 @@ def test_the_worked_example_raises_no_flag():
         "accuracy": Decimal(98),
     }
     assert flags.flags(example) == []
+
+
+def test_the_published_flag_codes_are_the_flags_codes():
+    from typing import get_args
+
+    from gpuq.api.schemas import FlagCode
+
+    assert get_args(FlagCode) == tuple(flags.CODES)

@@ -1,4 +1,5 @@
-"""Measured results: provenance, flags and withholding on submissions; run tickets; evidence.
+"""Measured results: provenance, flags and withholding on submissions; run tickets; evidence;
+the results policy, and whether the slot line takes measured results only.
 
 Revision ID: 0006
 Revises: 0005
@@ -31,8 +32,20 @@ def upgrade() -> None:
             op.f("ck_submissions_provenance"), "provenance IN ('measured', 'self-reported')"
         )
         batch.create_check_constraint(
-            op.f("ck_submissions_withheld"), "withheld IS NULL OR withheld IN ('evidence')"
+            op.f("ck_submissions_withheld"),
+            "withheld IS NULL OR withheld IN ('evidence', 'review', 'policy')",
         )
+    with op.batch_alter_table("slot_policy") as batch:
+        batch.add_column(sa.Column("measured_only", sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.create_table(
+        "result_policy",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("self_reported_ranked", sa.Boolean(), nullable=False),
+        sa.Column("hold_flags", sa.Text(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.CheckConstraint("id = 1", name=op.f("ck_result_policy_one_row")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_result_policy")),
+    )
     op.create_table(
         "run_tickets",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -72,6 +85,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("evidence")
     op.drop_table("run_tickets")
+    op.drop_table("result_policy")
+    with op.batch_alter_table("slot_policy") as batch:
+        batch.drop_column("measured_only")
     with op.batch_alter_table("submissions") as batch:
         batch.drop_constraint(op.f("ck_submissions_withheld"), type_="check")
         batch.drop_constraint(op.f("ck_submissions_provenance"), type_="check")
