@@ -12,12 +12,14 @@ Needs wrk (Debian package `wrk`), PostgreSQL and Redis (see tests/services.py fo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,28 @@ def start(command: list[str], env: dict[str, str], port: int, log: Path) -> subp
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     services.wait_for_port(port, process, timeout=60)
     return process
+
+
+EVIDENCE_PER_RUN = 3000
+"""Prepared evidence bodies per run (each needs its own ticket); more than a run uses."""
+EVIDENCE_RUN_SECONDS = 3.0
+"""How long each prepared run lasted (31 samples at 10 per second)."""
+
+
+def prepare_evidence(base: str, keys: list[str], count: int, path: Path) -> Path:
+    """`count` tickets, each with the evidence of a different run, as lines for evidence.lua."""
+    from tests.measured import evidence_for
+
+    session = requests.Session()
+    with path.open("w") as out:
+        for i in range(count):
+            key = keys[i % len(keys)]
+            issued = session.post(f"{base}/runs", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            ticket = issued.json()
+            body = evidence_for(ticket, seconds=EVIDENCE_RUN_SECONDS, mem_used=60 * 2**30 + i)
+            out.write(f"{key}\t{ticket['ticket_id']}\t{json.dumps(body, separators=(',', ':'))}\n")
+    session.close()
+    return path
 
 
 def main() -> int:
@@ -122,8 +146,15 @@ def main() -> int:
         ]
         keyed = {**os.environ, "GPUQ_BENCH_KEYS": ",".join(keys)}  # for submit.lua
 
+        base = f"http://127.0.0.1:{gpuq_port}"
+        evidence_files = [
+            prepare_evidence(base, keys, EVIDENCE_PER_RUN, logs / f"evidence{i}.tsv")
+            for i in range(args.runs)
+        ]
+        time.sleep(EVIDENCE_RUN_SECONDS)  # the prepared runs "took" this long after their tickets
+
         runs = []
-        for _ in range(args.runs):
+        for number in range(args.runs):
             runs.append(
                 {
                     "bare": wrk(f"http://127.0.0.1:{bare_port}/", args.seconds, args.connections),
@@ -143,6 +174,13 @@ def main() -> int:
                         ROOT / "bench" / "submit.lua",
                         keyed,
                     ),
+                    "evidence": wrk(
+                        f"http://127.0.0.1:{gpuq_port}",
+                        args.seconds,
+                        args.connections,
+                        ROOT / "bench" / "evidence.lua",
+                        {**os.environ, "GPUQ_BENCH_EVIDENCE": str(evidence_files[number])},
+                    ),
                 }
             )
     finally:
@@ -157,6 +195,7 @@ def main() -> int:
         "submit": "POST /submit_qualification",
         "leaderboard": "GET /leaderboard",
         "submit_keyed": "POST /submit_qualification + key",
+        "evidence": "POST /runs/<id>/evidence",
     }
     ratios: dict[str, list[float]] = {name: [] for name in labels}
     print(f"{'run':<4}{'endpoint':<28}{'req/s':>10}{'p99 ms':>10}{'ratio':>8}{'non-2xx':>9}")
@@ -174,7 +213,8 @@ def main() -> int:
     print(
         f"median ratio: submit {statistics.median(ratios['submit']):.2f} (target 0.35), "
         f"leaderboard {statistics.median(ratios['leaderboard']):.2f} (target 0.60), "
-        f"submit with a key {statistics.median(ratios['submit_keyed']):.2f}"
+        f"submit with a key {statistics.median(ratios['submit_keyed']):.2f}, "
+        f"measured evidence {statistics.median(ratios['evidence']):.2f}"
     )
     return 0
 
