@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from gpuq.clock import Clock, utcnow
 from gpuq.config import Settings
 from gpuq.leaderboard import Leaderboard
+from gpuq.leaderboard.gpus import GpuBoards
 from gpuq.leaderboard.index import make_leaderboard
 from gpuq.live.board import Summaries
 from gpuq.live.bus import EventBus, make_bus
@@ -44,6 +45,7 @@ class Runtime:
     database: Database
     redis: redis.Redis | None
     board: Leaderboard
+    gpus: GpuBoards
     profiles: ProfileCache
     limits: RateLimits
     bus: EventBus
@@ -89,6 +91,7 @@ def build(settings: Settings, clock: Clock = utcnow) -> Runtime:
         database=database,
         redis=client,
         board=board,
+        gpus=GpuBoards(database.autocommit),
         profiles=profiles,
         limits=limits,
         bus=bus,

@@ -14,6 +14,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,13 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("slots", help="the GPU slot pool and your place in line")
     accept = commands.add_parser("accept", help="accept the slot offered to you")
     accept.add_argument("slot")
+    decline = commands.add_parser("decline", help="turn down the slot offered to you")
+    decline.add_argument("slot")
+    watch = commands.add_parser("watch", help="follow the live stream; say when a slot is offered to you")
+    answer = watch.add_mutually_exclusive_group()
+    answer.add_argument("--accept", action="store_true", help="accept an offer at once")
+    answer.add_argument("--decline", action="store_true", help="decline an offer at once")
+    watch.add_argument("--once", action="store_true", help="stop after the first offer")
     return top
 
 
@@ -187,6 +195,59 @@ def _accept(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _decline(client: Client, args: argparse.Namespace) -> int:
+    answer = client.post(f"/slots/{args.slot}/decline")
+    _show(args, answer, f"slot {args.slot} declined")
+    return 0
+
+
+def _watch(client: Client, args: argparse.Namespace) -> int:
+    """Follow the stream (reconnecting when it ends); on an offer to this participant, ask (on
+    a terminal) or act as --accept/--decline say. An offer made while not connected is found
+    in GET /slots on each (re)connection."""
+    me = client.get("/participants/me")["name"]
+    while True:
+        for slot in client.get("/slots").get("slots", []):
+            offered = slot.get("holder") == me and slot.get("lease_state") == "offered"
+            if offered and _offered(client, args, slot["name"], slot.get("expires_at")) and args.once:
+                return 0
+        try:
+            for event, data in client.stream("/leaderboard/stream"):
+                if event == "snapshot":
+                    print(f"watching the live stream as {me}", flush=True)
+                elif event == "slot" and data.get("participant") == me:
+                    if data.get("action") == "offer":
+                        if _offered(client, args, data["slot"], data.get("expires_at")) and args.once:
+                            return 0
+                    else:
+                        print(f"slot {data['slot']}: {data['action']}", flush=True)
+        except ApiError as exc:
+            if exc.status not in (None, 429, 503):
+                raise
+            print(f"gpuq-agent: {exc}; reconnecting", file=sys.stderr)
+        except OSError as exc:  # the connection dropped
+            print(f"gpuq-agent: the stream ended ({exc}); reconnecting", file=sys.stderr)
+        time.sleep(WATCH_RECONNECT_SECONDS)
+
+
+WATCH_RECONNECT_SECONDS = 2.0
+
+
+def _offered(client: Client, args: argparse.Namespace, slot: str, expires_at: str | None) -> bool:
+    """Tell the participant about an offer and accept or decline it as asked; returns whether
+    it was answered."""
+    print(f"slot {slot} is offered to you" + (f" until {expires_at}" if expires_at else ""), flush=True)
+    choice = "accept" if args.accept else "decline" if args.decline else None
+    if choice is None and sys.stdin.isatty():
+        reply = input(f"accept slot {slot}? [y/n] ").strip().lower()
+        choice = "accept" if reply.startswith("y") else "decline" if reply.startswith("n") else None
+    if choice is None:
+        return False
+    answer = client.post(f"/slots/{slot}/{choice}")
+    _show(args, answer, f"slot {slot}: {'accepted' if choice == 'accept' else 'declined'}")
+    return True
+
+
 COMMANDS = {
     "login": _login,
     "run": _run,
@@ -195,6 +256,8 @@ COMMANDS = {
     "quota": _quota,
     "slots": _slots,
     "accept": _accept,
+    "decline": _decline,
+    "watch": _watch,
 }
 
 

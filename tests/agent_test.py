@@ -88,3 +88,45 @@ def test_agent_commands_report_the_servers_refusals(start_server, tmp_path):
     assert quota.returncode == 0 and "participant: 9 of" in quota.stdout
     missing = agent(server.base, key, "run", "--backend", "fake", home=tmp_path)
     assert missing.returncode == 2 and "give the benchmark command" in missing.stderr
+
+
+def test_agent_watch_accepts_the_slot_offered_to_its_participant(start_server, tmp_path):
+    server = start_server(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'watch.sqlite3'}",
+        GPUQ_SLOTS="gpu-0",
+        GPUQ_SLOT_CLAIM_MINUTES="5",
+    )
+    key = http_register(server.base, "watcher")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GPUQ_SERVER": server.base,
+        "GPUQ_KEY": key,
+        "XDG_CONFIG_HOME": str(tmp_path),
+    }
+    watching = subprocess.Popen(
+        [str(AGENT), "watch", "--accept", "--once"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watching.stdout is not None
+        first = watching.stdout.readline()  # blocks until the agent has its stream's snapshot
+        assert first.startswith("watching the live stream as watcher"), first + watching.stderr.read()
+        submitted = requests.post(
+            f"{server.base}/submit_qualification",
+            json=WORKED_EXAMPLE,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert submitted.status_code == 201
+        out, err = watching.communicate(timeout=60)
+    finally:
+        if watching.poll() is None:
+            watching.kill()
+            watching.communicate()
+    assert watching.returncode == 0, err
+    assert "slot gpu-0 is offered to you" in out and "slot gpu-0: accepted" in out
+    slot = requests.get(f"{server.base}/slots", timeout=10).json()["slots"][0]
+    assert (slot["name"], slot["state"], slot["holder"]) == ("gpu-0", "held", "watcher")

@@ -13,13 +13,14 @@ nothing is cached.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, json
+from flask import Blueprint, Flask, Response, current_app, json, jsonify
 
 from gpuq.api import params, spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
-from gpuq.api.params import LEADERBOARD, choice_param
+from gpuq.api.params import LEADERBOARD, choice_param, text_param
 from gpuq.leaderboard import DEFAULT_VIEW, VIEWS
+from gpuq.leaderboard.gpus import MAX_MODEL_LENGTH
 from gpuq.serialize import entry
 
 bp = Blueprint("leaderboard", __name__)
@@ -39,6 +40,9 @@ def init_app(app: Flask) -> None:
 def leaderboard() -> Response:
     limit, offset = LEADERBOARD.read()
     view = choice_param("view", VIEWS, DEFAULT_VIEW)
+    model = text_param("gpu", MAX_MODEL_LENGTH)
+    if model is not None:
+        return _gpu_board(model, offset, limit, view)
     board = runtime().board
     cache: PageCache = current_app.extensions[CACHE]
     version = board.version()
@@ -63,16 +67,57 @@ def leaderboard() -> Response:
     return Response(body, mimetype="application/json")
 
 
+def _gpu_board(model: str, offset: int, limit: int, view: str) -> Response:
+    page = runtime().gpus.page(model, offset, limit, view)
+    return jsonify(
+        {
+            "leaderboard": [entry(offset + i + 1, item) for i, item in enumerate(page.entries)],
+            "view": view,
+            "gpu": model,
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+@bp.get("/gpus")
+@exempt
+def gpus() -> Response:
+    """The GPU models with ranked measured results, most results first."""
+    return jsonify({"gpus": runtime().gpus.models()})
+
+
 # Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
 OPERATIONS: spec.Operations = {
     ("/leaderboard", "get"): {
         "operationId": "leaderboard",
         "summary": "The leaderboard: score descending, ties to the earlier submission",
         "tags": ["leaderboard"],
-        "parameters": [*params.LEADERBOARD.openapi(), spec.VIEW],
+        "parameters": [
+            *params.LEADERBOARD.openapi(),
+            spec.VIEW,
+            {
+                "name": "gpu",
+                "in": "query",
+                "required": False,
+                "description": "The board of one GPU model (as GET /gpus names it): its measured results.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_LENGTH},
+            },
+        ],
         "responses": {
             "200": spec.json_response("LeaderboardPage", "One page of the board."),
-            "400": spec.problem("A bad limit, offset or view."),
+            "400": spec.problem("A bad limit, offset, view or gpu."),
+            "503": spec.DATABASE_DOWN,
+            "500": spec.SERVER_ERROR,
+        },
+    },
+    ("/gpus", "get"): {
+        "operationId": "gpus",
+        "summary": "The GPU models with ranked measured results (each has a board: /leaderboard?gpu=)",
+        "tags": ["leaderboard"],
+        "responses": {
+            "200": spec.json_response("GpuModels", "Most results first."),
             "503": spec.DATABASE_DOWN,
             "500": spec.SERVER_ERROR,
         },

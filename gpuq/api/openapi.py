@@ -88,6 +88,7 @@ MODELS: list[type[BaseModel]] = [
     schemas.SubmissionCreated,
     schemas.SubmissionOut,
     schemas.LeaderboardPage,
+    schemas.GpuModels,
     schemas.Health,
     schemas.Probe,
     schemas.Problem,

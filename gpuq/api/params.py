@@ -40,6 +40,20 @@ def choice_param(name: str, choices: Sequence[str], default: str) -> str:
     return raw
 
 
+def text_param(name: str, max_length: int) -> str | None:
+    """A non-empty text of at most `max_length` characters, None when absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= max_length:
+        raise InvalidInput(
+            f"query parameter {name} must be 1 to {max_length} characters",
+            [FieldError(name, f"must be 1 to {max_length} characters, got {len(raw)}")],
+            status=400,
+        )
+    return raw
+
+
 def bool_param(name: str, default: bool = False) -> bool:
     """true/false (also 1/0), `default` when absent."""
     raw = request.args.get(name)

@@ -329,9 +329,20 @@ class LeaderboardEntry(BaseModel):
 class LeaderboardPage(BaseModel):
     leaderboard: list[LeaderboardEntry]
     view: Literal["best", "all"]
+    gpu: str | None = Field(None, description="The GPU model of this board (with ?gpu=).")
     total: int
     limit: int
     offset: int
+
+
+class GpuModel(BaseModel):
+    model: str
+    results: int = Field(description="Ranked measured results on this model.")
+    participants: int = Field(description="Participants among them (anonymous results not counted).")
+
+
+class GpuModels(BaseModel):
+    gpus: list[GpuModel]
 
 
 # Participants and keys.
@@ -588,7 +599,7 @@ class SlotHistory(BaseModel):
 
 
 class SlotAction(BaseModel):
-    action: Literal["accept", "release"]
+    action: Literal["accept", "decline", "release"]
     slot: str
     participant: str
     lease_id: int

@@ -3,6 +3,7 @@
 GET  /slots                       every slot's state, who is next in line, and (with a key) where you stand
 GET  /slots/history               leases, newest first (paginated)
 POST /slots/<name>/accept         the offered participant takes the slot (with a claim window)
+POST /slots/<name>/decline        the offered participant turns the offer down
 POST /slots/<name>/release        the holder gives it back
 """
 
@@ -30,14 +31,10 @@ def slot_history() -> Response:
     return jsonify({"leases": leases, "total": total, "limit": limit, "offset": offset})
 
 
-@bp.post("/slots/<name>/accept")
-def accept_slot(name: str) -> Response:
-    return jsonify(change_json(runtime().slots.act_as_holder(name, auth.require_participant(), accept=True)))
-
-
-@bp.post("/slots/<name>/release")
-def release_slot(name: str) -> Response:
-    return jsonify(change_json(runtime().slots.act_as_holder(name, auth.require_participant(), accept=False)))
+@bp.post("/slots/<name>/<any(accept, decline, release):action>")
+def act_on_slot(name: str, action: str) -> Response:
+    """The offered participant accepts or declines; the holder releases."""
+    return jsonify(change_json(runtime().slots.act_as_holder(name, auth.require_participant(), action)))
 
 
 # Its routes in the OpenAPI document (gpuq.api.openapi assembles every module's).
@@ -81,7 +78,7 @@ OPERATIONS: spec.Operations = {
                 "404": spec.problem(
                     "The caller has no such lease on this slot (someone else's looks the same)."
                 ),
-                "409": spec.problem("Already accepted."),
+                "409": spec.problem("Already accepted (declining a held slot: release it)."),
                 "422": spec.problem("Not a slot name."),
                 "429": spec.LIMITED,
                 "503": spec.DATABASE_DOWN,
@@ -90,6 +87,7 @@ OPERATIONS: spec.Operations = {
         }
         for verb, summary in (
             ("accept", "Accept the slot offered to you; the lease starts now"),
+            ("decline", "Turn down the slot offered to you; it goes to the next in line"),
             ("release", "Give your slot back (or decline the offer)"),
         )
     },

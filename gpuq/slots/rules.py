@@ -384,6 +384,19 @@ def accept(connection: Connection, slot: str, participant: tuple[int, str], cloc
     return Change("accept", slot, participant[1], lease.id, expires)
 
 
+def decline(connection: Connection, slot: str, participant: tuple[int, str], clock: Clock) -> Change:
+    """The offered participant turns the offer down: it ends as a lapsed offer does
+    ("declined"), and the slot goes to the next in line. Raises NotFound when the slot is
+    not offered to them, Conflict when they already hold it (release it instead)."""
+    lease = _live_lease(connection, slot=slot, participant_id=participant[0])
+    if lease is None:
+        raise NotFound(f"slot {slot!r} is not offered to {participant[1]!r}")
+    if lease.state == "held":
+        raise Conflict(f"slot {slot!r} is held by {participant[1]!r}: release it instead")
+    _end(connection, lease.id, "declined", clock())
+    return Change("decline", slot, participant[1], lease.id, None)
+
+
 def release(connection: Connection, slot: str, participant: tuple[int, str], clock: Clock) -> Change:
     """The holder (or the one offered) gives the slot back. Raises NotFound for anyone else."""
     lease = _live_lease(connection, slot=slot, participant_id=participant[0])
@@ -476,11 +489,15 @@ def standing(
             LEASES.c.participant_id == participant_id, LEASES.c.ended_at.is_(None)
         )
     ).first()
-    best = connection.execute(
-        select(SUBMISSIONS.c.score, SUBMISSIONS.c.id).where(
-            SUBMISSIONS.c.participant_id == participant_id, SUBMISSIONS.c.leads
-        )
-    ).first()
+    entry = select(SUBMISSIONS.c.score, SUBMISSIONS.c.id).where(
+        SUBMISSIONS.c.participant_id == participant_id
+    )
+    if rules.measured_only:  # the entry the line takes (see _ranked_entries)
+        entry = entry.where(SUBMISSIONS.c.ranked, SUBMISSIONS.c.provenance == "measured")
+        entry = entry.order_by(*rule.order(SUBMISSIONS.c.score, SUBMISSIONS.c.id)).limit(1)
+    else:
+        entry = entry.where(SUBMISSIONS.c.leads)
+    best = connection.execute(entry).first()
     last_end = connection.scalar(
         select(func.max(LEASES.c.ended_at)).where(LEASES.c.participant_id == participant_id)
     )
@@ -492,7 +509,9 @@ def standing(
         verb = "holds" if lease.state == "held" else "has been offered"
         result["reason"] = f"{verb} slot {lease.slot_name}"
     elif best is None:
-        result["reason"] = "no ranked submission yet"
+        result["reason"] = (
+            "no ranked measured result yet" if rules.measured_only else "no ranked submission yet"
+        )
     elif best.score < rules.qualifying_score:
         result["reason"] = f"best score {best.score} is below the qualifying score {rules.qualifying_score}"
     elif cooling_until is not None and cooling_until > moment:

@@ -202,10 +202,11 @@ class SlotService:
                 lease[key] = _time(lease[key])
         return leases, total
 
-    def act_as_holder(self, name: str, member: Member, accept: bool) -> Change:
-        """The participant accepts the slot offered to them, or gives theirs back; raises
-        InvalidInput, NotFound or Conflict (see gpuq.slots.rules.accept and release)."""
-        act = rules.accept if accept else rules.release
+    def act_as_holder(self, name: str, member: Member, action: str) -> Change:
+        """The participant accepts or declines the slot offered to them ("accept", "decline"),
+        or gives theirs back ("release"); raises InvalidInput, NotFound or Conflict (see
+        gpuq.slots.rules.accept, decline and release)."""
+        act = {"accept": rules.accept, "decline": rules.decline, "release": rules.release}[action]
         self.ensure_seeded()
         with self._database.connect() as connection:
             change = act(

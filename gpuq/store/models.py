@@ -229,6 +229,15 @@ Index(
     postgresql_where=Submission.leads,
     sqlite_where=Submission.leads,
 )
+# A GPU model's board (gpuq.leaderboard.gpus), in the rule's order.
+Index(
+    "ix_submissions_gpu_ranked",
+    Submission.gpu_model,
+    Submission.score.desc(),
+    Submission.id,
+    postgresql_where=Submission.ranked,
+    sqlite_where=Submission.ranked,
+)
 # A participant's submissions, best first (their history, their best).
 _OWNED = Submission.participant_id.is_not(None)
 Index(

@@ -306,3 +306,41 @@ def test_a_slot_line_for_measured_results_passes_over_typed_numbers(make_app, cl
     holder = api.get("/slots").get_json()["slots"][0]["holder"]
     assert holder == ("measurer" if measured_only else "typist")
     assert api.get("/slots").get_json()["policy"]["measured_only"] is measured_only
+
+
+def test_each_gpu_model_has_a_board_of_its_measured_results(api, clock):
+    alice, bob = register(api, "alice"), register(api, "bob")
+    submit_as(api, alice)  # self-reported: on no GPU's board
+    runs = [
+        (alice, "NVIDIA H100 80GB HBM3", 80.0),
+        (alice, "NVIDIA H100 80GB HBM3", 90.0),
+        (bob, "NVIDIA H100 80GB HBM3", 85.0),
+        (bob, "NVIDIA A100-SXM4-40GB", 70.0),
+    ]
+    tickets = [ticket_for(api, key) for key, _model, _util in runs]
+    clock.advance(21)
+    ids = []
+    for (key, model, util), ticket in zip(runs, tickets, strict=True):
+        body = evidence_for(ticket, util=util)
+        body["gpu"]["name"] = model
+        answer = send(api, key, ticket, body)
+        assert answer.status_code == 201, answer.get_json()
+        ids.append(answer.get_json()["submission_id"])
+    assert api.get("/gpus").get_json() == {
+        "gpus": [
+            {"model": "NVIDIA H100 80GB HBM3", "results": 3, "participants": 2},
+            {"model": "NVIDIA A100-SXM4-40GB", "results": 1, "participants": 1},
+        ]
+    }
+    h100 = api.get("/leaderboard", query_string={"gpu": "NVIDIA H100 80GB HBM3"}).get_json()
+    assert [(row["participant"], row["submission_id"]) for row in h100["leaderboard"]] == [
+        ("alice", ids[1]),
+        ("bob", ids[2]),
+    ]
+    assert (h100["gpu"], h100["total"], h100["view"]) == ("NVIDIA H100 80GB HBM3", 2, "best")
+    every = api.get("/leaderboard", query_string={"gpu": "NVIDIA H100 80GB HBM3", "view": "all"}).get_json()
+    assert [row["submission_id"] for row in every["leaderboard"]] == [ids[1], ids[2], ids[0]]
+    a100 = api.get("/leaderboard", query_string={"gpu": "NVIDIA A100-SXM4-40GB"}).get_json()
+    assert [row["participant"] for row in a100["leaderboard"]] == ["bob"]
+    assert api.get("/leaderboard?gpu=Nobody%27s%20GPU").get_json()["total"] == 0
+    assert api.get("/leaderboard", query_string={"gpu": "x" * 129}).status_code == 400

@@ -249,3 +249,23 @@ def test_a_scoring_dry_run_shows_how_the_line_for_slots_would_change(make_app, c
     assert applied["slot_line"]["after"] == ["quick", "steady"]
     assert [e["participant"] for e in pool(client)["in_line"]] == ["quick", "steady"]
     assert field(client) == [("gpu-0", "held", "top")]  # the holder keeps the lease
+
+
+def test_a_declined_offer_goes_to_the_next_in_line(make_app):
+    app = make_app(slots="gpu-0", slot_claim_minutes=5)
+    api = app.test_client()
+    first, second = register(api, "first"), register(api, "second")
+    submit_as(api, first)
+    submit_as(api, second, accuracy=90)
+    runtime_of(app).slots.settle()
+    assert api.get("/slots").get_json()["slots"][0]["holder"] == "first"
+    assert api.post("/slots/gpu-0/decline", headers=bearer(second)).status_code == 404  # not theirs
+    declined = api.post("/slots/gpu-0/decline", headers=bearer(first))
+    assert declined.status_code == 200 and declined.get_json()["action"] == "decline"
+    runtime_of(app).slots.settle()
+    slot = api.get("/slots").get_json()["slots"][0]
+    assert (slot["holder"], slot["lease_state"]) == ("second", "offered")
+    history = api.get("/slots/history").get_json()["leases"]
+    assert [lease["end_reason"] for lease in history if lease["participant"] == "first"] == ["declined"]
+    assert api.post("/slots/gpu-0/accept", headers=bearer(second)).status_code == 200
+    assert api.post("/slots/gpu-0/decline", headers=bearer(second)).status_code == 409  # held: release it

@@ -35,6 +35,13 @@ def upgrade() -> None:
             op.f("ck_submissions_withheld"),
             "withheld IS NULL OR withheld IN ('evidence', 'review', 'policy')",
         )
+    op.create_index(
+        "ix_submissions_gpu_ranked",
+        "submissions",
+        ["gpu_model", sa.text("score DESC"), "id"],
+        postgresql_where=sa.text("ranked"),
+        sqlite_where=sa.text("ranked"),
+    )
     with op.batch_alter_table("slot_policy") as batch:
         batch.add_column(sa.Column("measured_only", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.create_table(
@@ -86,6 +93,7 @@ def downgrade() -> None:
     op.drop_table("evidence")
     op.drop_table("run_tickets")
     op.drop_table("result_policy")
+    op.drop_index("ix_submissions_gpu_ranked", table_name="submissions")
     with op.batch_alter_table("slot_policy") as batch:
         batch.drop_column("measured_only")
     with op.batch_alter_table("submissions") as batch:
