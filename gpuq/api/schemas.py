@@ -543,7 +543,9 @@ class SlotStanding(BaseModel):
     cooling_down_until: str | None = Field(None, json_schema_extra={"format": "date-time"})
 
 
-FlagCode = Literal["all_maximum", "time_below_minimum", "looks_like_fractions", "looks_like_milliseconds"]
+FlagCode = Literal[
+    "all_maximum", "time_below_minimum", "looks_like_fractions", "looks_like_milliseconds", "outlier_for_gpu"
+]
 """The codes of gpuq.evidence.flags.CODES, for the published schema (a test keeps them equal)."""
 
 

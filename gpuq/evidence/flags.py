@@ -11,16 +11,21 @@ it at once), shown to admins and in the export. Codes (the README lists them):
   for 90 %.
 * `looks_like_milliseconds`: a completion time of `MILLISECONDS_FROM` seconds or more
   (30000 typed for 30 s).
+* `outlier_for_gpu` (measured results): a completion time below 1/`OUTLIER_FACTOR` or
+  above `OUTLIER_FACTOR` times the median of the ranked measured results on the same
+  GPU model, once there are `OUTLIER_MIN_RESULTS` of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 MIN_PLAUSIBLE_SECONDS = Decimal(1)
 MILLISECONDS_FROM = Decimal(1000)
 PERCENTAGES = ("gpu_utilization", "memory_usage", "power_efficiency", "accuracy")
+OUTLIER_FACTOR = Decimal(3)
+OUTLIER_MIN_RESULTS = 10
 
 CODES = {
     "all_maximum": "utilisation, memory usage, power efficiency and accuracy are all 100",
@@ -29,11 +34,16 @@ CODES = {
     "looks_like_milliseconds": (
         f"a completion time of {MILLISECONDS_FROM} s or more: completion_time is in seconds, not ms"
     ),
+    "outlier_for_gpu": (
+        f"a completion time below 1/{OUTLIER_FACTOR} or over {OUTLIER_FACTOR} times the median on this GPU"
+    ),
 }
 
 
-def flags(metrics: Mapping[str, Decimal]) -> list[str]:
-    """The flag codes `metrics` raise, in the order of CODES."""
+def flags(metrics: Mapping[str, Decimal], same_gpu_times: Sequence[Decimal] = ()) -> list[str]:
+    """The flag codes `metrics` raise, in the order of CODES; `same_gpu_times` are the
+    completion times of the ranked measured results on the result's GPU model (none for a
+    self-reported result)."""
     percentages = [metrics[name] for name in PERCENTAGES]
     time = metrics["completion_time"]
     raised = {
@@ -41,5 +51,15 @@ def flags(metrics: Mapping[str, Decimal]) -> list[str]:
         "time_below_minimum": time < MIN_PLAUSIBLE_SECONDS,
         "looks_like_fractions": all(value <= 1 for value in percentages) and any(v > 0 for v in percentages),
         "looks_like_milliseconds": time >= MILLISECONDS_FROM,
+        "outlier_for_gpu": _outlier(time, same_gpu_times),
     }
     return [code for code in CODES if raised[code]]
+
+
+def _outlier(time: Decimal, others: Sequence[Decimal]) -> bool:
+    if len(others) < OUTLIER_MIN_RESULTS:
+        return False
+    ordered = sorted(others)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return time * OUTLIER_FACTOR < median or time > median * OUTLIER_FACTOR

@@ -255,7 +255,7 @@ class SubmissionService:
         runs.refuse_replay(connection, measurement.digest)
         on_usage(self._limits.take_submitter(address, member_id, connection))
         results = check(evidence, ticket, now)
-        raised = tuple(flags(metrics))
+        raised = tuple(flags(metrics, store.gpu_completion_times(connection, evidence.gpu.name)))
         provenance = store.Provenance(
             kind="measured",
             gpu_model=evidence.gpu.name,

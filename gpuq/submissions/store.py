@@ -278,6 +278,22 @@ def earlier_scores(connection: Connection, submission_id: int) -> list[tuple[int
     return [(version, earlier) for version, earlier in rows]
 
 
+SAME_GPU_SAMPLE = 1000
+"""How many of a GPU model's latest ranked measured results its distribution is taken from."""
+
+
+def gpu_completion_times(connection: Connection, model: str) -> list[Decimal]:
+    """The completion times of the latest ranked measured results on GPU `model` (at most
+    SAME_GPU_SAMPLE; index ix_submissions_gpu_ranked)."""
+    rows = connection.execute(
+        select(TABLE.c.completion_time)
+        .where(TABLE.c.ranked, TABLE.c.gpu_model == model)
+        .order_by(TABLE.c.id.desc())
+        .limit(SAME_GPU_SAMPLE)
+    )
+    return [time for (time,) in rows]
+
+
 def accepted_times(
     connection: Connection, scope: str, who: str, since: dt.datetime, limit: int
 ) -> list[dt.datetime]:

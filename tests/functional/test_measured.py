@@ -344,3 +344,19 @@ def test_each_gpu_model_has_a_board_of_its_measured_results(api, clock):
     assert [row["participant"] for row in a100["leaderboard"]] == ["bob"]
     assert api.get("/leaderboard?gpu=Nobody%27s%20GPU").get_json()["total"] == 0
     assert api.get("/leaderboard", query_string={"gpu": "x" * 129}).status_code == 400
+
+
+def test_a_run_far_faster_than_its_gpus_others_is_flagged(make_app, clock):
+    api = make_app(clock=clock, participant_limit="100 per hour").test_client()
+    key = register(api, "steady")
+    tickets = [ticket_for(api, key) for _ in range(11)]
+    clock.advance(21)
+    answers = [
+        send(api, key, ticket, evidence_for(ticket, util=70.0 + i)).get_json()
+        for i, ticket in enumerate(tickets[:10])
+    ]
+    assert all(answer["flags"] == [] for answer in answers)
+    fast = evidence_for(tickets[10], seconds=5.0)
+    flagged = send(api, key, tickets[10], fast).get_json()
+    assert [flag["code"] for flag in flagged["flags"]] == ["outlier_for_gpu"]
+    assert flagged["ranked"] is True  # a flag alone never withholds a result

@@ -186,3 +186,17 @@ def test_the_published_flag_codes_are_the_flags_codes():
     from gpuq.api.schemas import FlagCode
 
     assert get_args(FlagCode) == tuple(flags.CODES)
+
+
+def test_a_time_far_from_its_gpus_median_is_an_outlier_once_there_are_enough_results():
+    example = {
+        "gpu_utilization": Decimal(90),
+        "memory_usage": Decimal(85),
+        "power_efficiency": Decimal(95),
+        "accuracy": Decimal(98),
+    }
+    others = [Decimal(30)] * flags.OUTLIER_MIN_RESULTS
+    assert flags.flags({**example, "completion_time": Decimal(9)}, others) == ["outlier_for_gpu"]
+    assert flags.flags({**example, "completion_time": Decimal(91)}, others) == ["outlier_for_gpu"]
+    assert flags.flags({**example, "completion_time": Decimal(11)}, others) == []
+    assert flags.flags({**example, "completion_time": Decimal(9)}, others[1:]) == []  # too few to judge
