@@ -1,5 +1,6 @@
 """The export: every submission with its metrics, points, score, profile version,
-status and places on both leaderboard views, streamed as CSV or JSON.
+status, provenance, GPU model, flags (codes separated by spaces) and places on both
+leaderboard views, streamed as CSV or JSON.
 
 Rows come in leaderboard order (the ranked submissions by gpuq.leaderboard.rule,
 then the unranked ones), read through a server-side cursor in batches, so the
@@ -35,6 +36,10 @@ FIELDS = (
     "status",
     "participant_disqualified",
     "disqualify_reason",
+    "provenance",
+    "gpu_model",
+    "withheld",
+    "flags",
     *METRICS,
     *(f"points_{m}" for m in METRICS),
     "score",
@@ -70,6 +75,10 @@ def rows(connection: Connection) -> Iterator[dict[str, Any]]:
             "status": STATUS_ACTIVE if row["disqualified_at"] is None else STATUS_DISQUALIFIED,
             "participant_disqualified": row["participant_disqualified_at"] is not None,
             "disqualify_reason": row["disqualify_reason"],
+            "provenance": row["provenance"],
+            "gpu_model": row["gpu_model"],
+            "withheld": row["withheld"],
+            "flags": " ".join(json.loads(row["flags"])) if row["flags"] else "",
             **{m: str(row[m]) for m in METRICS},
             **{f"points_{m}": str(row[f"points_{m}"]) for m in METRICS},
             "score": str(row["score"]),

@@ -31,7 +31,9 @@ def slot_history() -> Response:
     return jsonify({"leases": leases, "total": total, "limit": limit, "offset": offset})
 
 
-@bp.post("/slots/<name>/<any(accept, decline, release):action>")
+@bp.post("/slots/<name>/accept", defaults={"action": "accept"})
+@bp.post("/slots/<name>/decline", defaults={"action": "decline"})
+@bp.post("/slots/<name>/release", defaults={"action": "release"})
 def act_on_slot(name: str, action: str) -> Response:
     """The offered participant accepts or declines; the holder releases."""
     return jsonify(change_json(runtime().slots.act_as_holder(name, auth.require_participant(), action)))

@@ -360,3 +360,26 @@ def test_a_run_far_faster_than_its_gpus_others_is_flagged(make_app, clock):
     flagged = send(api, key, tickets[10], fast).get_json()
     assert [flag["code"] for flag in flagged["flags"]] == ["outlier_for_gpu"]
     assert flagged["ranked"] is True  # a flag alone never withholds a result
+
+
+def test_the_export_shows_provenance_gpu_flags_and_why_a_result_is_withheld(make_app, clock):
+    import csv
+    import io
+
+    app = make_app(clock=clock)
+    api = app.test_client()
+    admin, key = make_admin(app), register(api, "exported")
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    failing = evidence_for(ticket)
+    failing["run"]["exit_status"] = 1
+    measured = send(api, key, ticket, failing).get_json()["submission_id"]
+    typed = submit_as(api, **PERFECT).get_json()["submission_id"]
+    text = api.get("/admin/export?format=csv", headers=bearer(admin)).get_data(as_text=True)
+    records = {int(r["submission_id"]): r for r in csv.DictReader(io.StringIO(text))}
+    assert (records[measured]["provenance"], records[measured]["withheld"]) == ("measured", "evidence")
+    assert records[measured]["gpu_model"] == "NVIDIA H100 80GB HBM3"
+    assert (records[typed]["provenance"], records[typed]["flags"]) == (
+        "self-reported",
+        "all_maximum time_below_minimum",
+    )
