@@ -135,12 +135,7 @@ def set_submission(
             disqualify_reason=reason if disqualify else None,
         )
     )
-    if before["participant_id"] is None:
-        place_anonymous(connection, submission_id)
-    else:
-        _lock_participant(connection, before["participant_id"])
-        rank_participant(connection, before["participant_id"])
-    return _without_owner(before), _without_owner(_submission_state(connection, submission_id))
+    return _placed_again(connection, submission_id, before)
 
 
 def accept_held(connection: Connection, submission_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,6 +148,14 @@ def accept_held(connection: Connection, submission_id: int) -> tuple[dict[str, A
     if before["withheld"] != "review":
         raise Conflict(f"submission {submission_id} is not held for review")
     connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(withheld=None))
+    return _placed_again(connection, submission_id, before)
+
+
+def _placed_again(
+    connection: Connection, submission_id: int, before: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Recompute a changed submission's places (and its participant's); returns its state
+    (before, after)."""
     if before["participant_id"] is None:
         place_anonymous(connection, submission_id)
     else:

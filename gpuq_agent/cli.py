@@ -190,15 +190,19 @@ def _slots(client: Client, args: argparse.Namespace) -> int:
 
 
 def _accept(client: Client, args: argparse.Namespace) -> int:
-    answer = client.post(f"/slots/{args.slot}/accept")
-    _show(args, answer, f"slot {args.slot} is yours")
+    _answer_offer(client, args, args.slot, "accept")
     return 0
 
 
 def _decline(client: Client, args: argparse.Namespace) -> int:
-    answer = client.post(f"/slots/{args.slot}/decline")
-    _show(args, answer, f"slot {args.slot} declined")
+    _answer_offer(client, args, args.slot, "decline")
     return 0
+
+
+def _answer_offer(client: Client, args: argparse.Namespace, slot: str, choice: str) -> None:
+    """Accept or decline the offer of `slot` (POST /slots/<slot>/<choice>)."""
+    answer = client.post(f"/slots/{slot}/{choice}")
+    _show(args, answer, f"slot {slot}: {'accepted' if choice == 'accept' else 'declined'}")
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
@@ -243,8 +247,7 @@ def _offered(client: Client, args: argparse.Namespace, slot: str, expires_at: st
         choice = "accept" if reply.startswith("y") else "decline" if reply.startswith("n") else None
     if choice is None:
         return False
-    answer = client.post(f"/slots/{slot}/{choice}")
-    _show(args, answer, f"slot {slot}: {'accepted' if choice == 'accept' else 'declined'}")
+    _answer_offer(client, args, slot, choice)
     return True
 
 

@@ -14,7 +14,7 @@ from gpuq.ratelimit import RateLimits, Usage
 
 View = TypeVar("View", bound=Callable[..., object])
 
-SELF_LIMITED = {"submissions.submit_qualification"}
+SELF_LIMITED = {"submissions.submit_qualification", "runs.submit_evidence"}
 """Endpoints that take the daily limit themselves (after telling replays apart), with
 `RateLimits.take_daily`."""
 

@@ -7,17 +7,12 @@ POST /runs/<ticket_id>/evidence     the run's evidence: the server derives the m
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
-from werkzeug.exceptions import HTTPException
 
 from gpuq.api import auth, spec
-from gpuq.api.body import read_json_object
 from gpuq.api.context import runtime
-from gpuq.api.limits import client_address, report
-from gpuq.api.receipts import created
+from gpuq.api.limits import report
+from gpuq.api.receipts import created, take_in
 from gpuq.api.schemas import EvidenceIn, validate
-from gpuq.errors import GpuqError
-from gpuq.submissions import idempotency
-from gpuq.submissions.service import scope_of
 
 bp = Blueprint("runs", __name__)
 
@@ -35,32 +30,18 @@ def issue_ticket() -> Response:
 
 @bp.post("/runs/<ticket_id>/evidence")
 def submit_evidence(ticket_id: str) -> Response:
-    """In the order of POST /submit_qualification (a replay first, then the daily limit, then
-    validation), with a body limit of its own: a run's samples are larger than five numbers."""
-    service = runtime().submissions
-    address = client_address()
+    """As POST /submit_qualification (gpuq.api.receipts.take_in), with a key required and a
+    body limit of its own: a run's samples are larger than five numbers."""
     request.max_content_length = runtime().settings.max_evidence_bytes
-    member, key, body = None, None, {}
-    try:
-        member = auth.require_participant()
-        key = idempotency.check_key(request.headers.get("Idempotency-Key"))
-        body = read_json_object(request)
-        malformed = None
-    except (GpuqError, HTTPException) as exc:
-        malformed = exc
-    digest = idempotency.fingerprint(body) if malformed is None and key is not None else None
-    if member is not None and key is not None and digest is not None:
-        replay = service.find_replay(scope_of(address, member), key, digest)
-        if replay is not None:  # a retry of a finished request: answered again, using no quota
-            return created(replay)
-    runtime().limits.take_daily(address, None if member is None else member.id, report=False)
-    if malformed is not None:
-        raise malformed
-    assert member is not None
-    service.check_submitter(member)
-    evidence = validate(EvidenceIn, body).to_evidence(ticket_id)
-    idempotent = None if key is None or digest is None else (key, digest)
-    return created(service.submit_measured(evidence, address, member, idempotent, on_usage=report))
+    intake = take_in(auth.require_participant)
+    if isinstance(intake, Response):
+        return intake
+    assert intake.member is not None
+    evidence = validate(EvidenceIn, intake.body).to_evidence(ticket_id)
+    receipt = runtime().submissions.submit_measured(
+        evidence, intake.address, intake.member, intake.idempotent, on_usage=report
+    )
+    return created(receipt)
 
 
 _TICKET_REFUSED = {

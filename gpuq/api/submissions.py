@@ -2,53 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, jsonify
 
 from gpuq.api import auth, spec
-from gpuq.api.body import read_json_object
 from gpuq.api.context import runtime
-from gpuq.api.limits import client_address, report
-from gpuq.api.receipts import created
+from gpuq.api.limits import report
+from gpuq.api.receipts import created, take_in
 from gpuq.api.schemas import SubmissionIn, validate
-from gpuq.errors import GpuqError
-from gpuq.submissions import idempotency
-from gpuq.submissions.service import scope_of
 
 bp = Blueprint("submissions", __name__)
 
 
 @bp.post("/submit_qualification")
 def submit_qualification() -> Response:
-    """Validate, then hand over to SubmissionService.submit; the 201 follows the commit.
-
-    Parse once, but answer a replay of a finished idempotent request before
-    anything counts against a quota; a request that is malformed (or carries a
-    bad key) still counts against the daily limit. Invalid input is refused
-    before the submission quotas are touched.
-    """
-    service = runtime().submissions
-    address = client_address()
-    member, key, body = None, None, {}
-    try:
-        member = auth.caller()
-        key = idempotency.check_key(request.headers.get("Idempotency-Key"))
-        body = read_json_object(request)
-        malformed = None
-    except (GpuqError, HTTPException) as exc:
-        malformed = exc
-    digest = idempotency.fingerprint(body) if malformed is None and key is not None else None
-    if key is not None and digest is not None:
-        replay = service.find_replay(scope_of(address, member), key, digest)
-        if replay is not None:  # a retry of a finished request: answered again, using no quota
-            return created(replay)
-    runtime().limits.take_daily(address, None if member is None else member.id, report=False)
-    if malformed is not None:
-        raise malformed
-    service.check_submitter(member)
-    metrics = validate(SubmissionIn, body).model_dump()
-    idempotent = None if key is None or digest is None else (key, digest)
-    return created(service.submit(metrics, address, member, idempotent, on_usage=report))
+    """Read (gpuq.api.receipts.take_in), validate, then hand over to SubmissionService.submit;
+    the 201 follows the commit. Invalid input is refused before the submission quotas are
+    touched."""
+    intake = take_in(auth.caller)
+    if isinstance(intake, Response):
+        return intake
+    metrics = validate(SubmissionIn, intake.body).model_dump()
+    receipt = runtime().submissions.submit(
+        metrics, intake.address, intake.member, intake.idempotent, on_usage=report
+    )
+    return created(receipt)
 
 
 @bp.get("/submissions/<int:submission_id>")

@@ -383,3 +383,16 @@ def test_the_export_shows_provenance_gpu_flags_and_why_a_result_is_withheld(make
         "self-reported",
         "all_maximum time_below_minimum",
     )
+
+
+def test_an_evidence_post_counts_once_against_the_daily_limit_and_a_replay_not_at_all(api, clock):
+    key = register(api, "counted")
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    before = api.get("/quota", headers=bearer(key)).get_json()["limits"][0]["remaining"]
+    body = evidence_for(ticket)
+    first = send(api, key, ticket, body, **{"Idempotency-Key": "once"})
+    assert first.status_code == 201
+    send(api, key, ticket, body, **{"Idempotency-Key": "once"})
+    after = api.get("/quota", headers=bearer(key)).get_json()["limits"][0]["remaining"]
+    assert before - after == 1

@@ -170,3 +170,10 @@ def test_login_keeps_the_key_readable_by_its_owner_only(tmp_path, monkeypatch):
     assert cli.stored_key() == "gpuq_secret"
     monkeypatch.setenv("GPUQ_KEY", "gpuq_from_env")
     assert cli.stored_key() == "gpuq_from_env"
+
+
+def test_the_agent_records_the_sample_fields_the_server_reads():
+    from gpuq.api.schemas import SAMPLE_FIELDS, SamplesIn
+
+    assert backends.FIELDS == SAMPLE_FIELDS
+    assert set(SamplesIn.model_fields) == {"t", *backends.FIELDS}
