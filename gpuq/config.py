@@ -143,6 +143,9 @@ class Settings:
     hold_flags: str = ""
     """GPUQ_HOLD_FLAGS: comma-separated plausibility flags (README: Measured results) that hold
     a result for review: stored, not ranked until an admin accepts it (seeds a new database)."""
+    allow_test_backends: bool = False
+    """GPUQ_ALLOW_TEST_BACKENDS: evidence from gpuq-agent's fake or replay backend passes the
+    checks (for trying the agent without a GPU); otherwise it is stored unranked."""
     slot_sweep_seconds: float = 5.0
     """GPUQ_SLOT_SWEEP_SECONDS: how often each worker ends expired leases and hands out free slots."""
     admin_timeout: float = 600.0
@@ -299,6 +302,7 @@ _ENV_NAMES = {
     "slots_measured_only": "GPUQ_SLOTS_MEASURED_ONLY",
     "self_reported_ranked": "GPUQ_SELF_REPORTED_RANKED",
     "hold_flags": "GPUQ_HOLD_FLAGS",
+    "allow_test_backends": "GPUQ_ALLOW_TEST_BACKENDS",
     "slot_cooldown_hours": "GPUQ_SLOT_COOLDOWN_HOURS",
     "slot_claim_minutes": "GPUQ_SLOT_CLAIM_MINUTES",
     "slot_sweep_seconds": "GPUQ_SLOT_SWEEP_SECONDS",

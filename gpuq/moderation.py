@@ -139,14 +139,16 @@ def set_submission(
 
 
 def accept_held(connection: Connection, submission_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Rank a submission the results policy held for review; returns its state (before, after).
+    """Rank a submission held for review by the results policy, or kept off the board by a
+    failed evidence check (an admin who looked at the evidence decides); returns its state
+    (before, after).
 
     Raises NotFound, or Conflict when it is not held for review. Does not commit.
     """
     lock_admin_changes(connection)
     before = _submission_state(connection, submission_id)
-    if before["withheld"] != "review":
-        raise Conflict(f"submission {submission_id} is not held for review")
+    if before["withheld"] not in ("review", "evidence"):
+        raise Conflict(f"submission {submission_id} is not held for review or by its evidence")
     connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(withheld=None))
     return _placed_again(connection, submission_id, before)
 

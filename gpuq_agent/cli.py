@@ -124,8 +124,10 @@ def _run(client: Client, args: argparse.Namespace) -> int:
     device = open_device(args.backend, args.gpu)
     try:
         ticket = client.post("/runs")
+        received = time.monotonic()
         env = {"GPUQ_RUN_SEED": str(ticket["seed"]), "GPUQ_RUN_NONCE": ticket["nonce"]}
-        measured = measure.run(command, device, args.rate, env)
+        backend = args.backend.split(":", 1)[0]
+        measured = measure.run(command, device, args.rate, env, received, backend)
     finally:
         device.close()
     if args.record_trace is not None:

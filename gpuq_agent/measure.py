@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import re
 import subprocess
@@ -47,6 +48,10 @@ class Measured:
     wall_seconds: float
     exit_status: int
     accuracy: float | None
+    since_ticket_seconds: float = 0.0
+    """From receiving the ticket to the run's start (monotonic): the server compares it with
+    its own clock's ticket-to-evidence time, so clock skew between machines never matters."""
+    backend: str = "nvml"
 
     def trace(self) -> dict[str, Any]:
         """The raw recording, as ReplayDevice reads it back."""
@@ -88,8 +93,16 @@ class Sampler(threading.Thread):
         self.join()
 
 
-def run(command: Sequence[str], device: Device, rate_hz: float, env: dict[str, str]) -> Measured:
-    """Run `command` while sampling `device`; returns what was measured."""
+def run(
+    command: Sequence[str],
+    device: Device,
+    rate_hz: float,
+    env: dict[str, str],
+    ticket_received: float | None = None,
+    backend: str = "nvml",
+) -> Measured:
+    """Run `command` while sampling `device`; returns what was measured. `ticket_received` is
+    when the run's ticket arrived (time.monotonic), `backend` the device's kind."""
     identity = device.identity()
     with tempfile.TemporaryDirectory(prefix="gpuq-run-") as workdir:
         result_file = Path(workdir) / "result.json"
@@ -100,7 +113,12 @@ def run(command: Sequence[str], device: Device, rate_hz: float, env: dict[str, s
         accuracy_line: float | None = None
         try:
             process = subprocess.Popen(
-                list(command), env=child_env, stdout=subprocess.PIPE, text=True, bufsize=1
+                list(command),
+                env=child_env,
+                stdout=subprocess.PIPE,
+                text=True,
+                errors="replace",  # a benchmark's output need not be UTF-8
+                bufsize=1,
             )
         except OSError:
             sampler.finish(time.monotonic())
@@ -128,8 +146,22 @@ def run(command: Sequence[str], device: Device, rate_hz: float, env: dict[str, s
         ended_at=ended_at,
         wall_seconds=round(ended - sampler.start_monotonic, 6),
         exit_status=exit_status,
-        accuracy=accuracy if accuracy is not None else accuracy_line,
+        accuracy=_percent(accuracy if accuracy is not None else accuracy_line),
+        since_ticket_seconds=round(sampler.start_monotonic - (ticket_received or sampler.start_monotonic), 6),
+        backend=backend,
     )
+
+
+def _percent(value: float | None) -> float | None:
+    """A reported accuracy, or None when it is not a finite percentage (the server would
+    refuse it: better to say so here)."""
+    if value is None or not math.isfinite(value) or not 0 <= value <= 100:
+        if value is not None:
+            print(
+                f"gpuq-agent: the benchmark reported accuracy {value!r}, not 0-100; ignored", file=sys.stderr
+            )
+        return None
+    return value
 
 
 def _result_file_accuracy(path: Path) -> float | None:
@@ -142,18 +174,35 @@ def _result_file_accuracy(path: Path) -> float | None:
 
 def evidence(measured: Measured, ticket: dict[str, Any], agent: str) -> dict[str, Any]:
     """The body of POST /runs/<ticket>/evidence."""
+    samples, rate = _within(measured.samples, measured.rate_hz, MAX_SAMPLES)
     return {
         "nonce": ticket["nonce"],
         "agent": agent,
+        "backend": measured.backend,
         "gpu": measured.identity,
-        "rate_hz": measured.rate_hz,
-        "samples": measured.samples,
+        "rate_hz": rate,
+        "samples": samples,
         "unsupported": measured.unsupported,
         "run": {
             "started_at": measured.started_at.isoformat().replace("+00:00", "Z"),
             "ended_at": measured.ended_at.isoformat().replace("+00:00", "Z"),
             "wall_seconds": measured.wall_seconds,
+            "since_ticket_seconds": measured.since_ticket_seconds,
             "exit_status": measured.exit_status,
             "accuracy": measured.accuracy,
         },
     }
+
+
+MAX_SAMPLES = 36_000
+"""The server takes at most this many samples per run (gpuq.api.schemas.MAX_SAMPLES)."""
+
+
+def _within(samples: dict[str, list[Any]], rate_hz: float, limit: int) -> tuple[dict[str, list[Any]], float]:
+    """The samples of a run too long for `limit` thinned to every k-th (and the rate they
+    then have): the energy counter is cumulative, so nothing the server derives is lost."""
+    count = len(samples["t"])
+    if count <= limit:
+        return samples, rate_hz
+    step = math.ceil(count / limit)
+    return {name: column[::step] for name, column in samples.items()}, rate_hz / step

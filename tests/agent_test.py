@@ -23,7 +23,9 @@ def agent(base: str, key: str, *args: str, home: Path) -> subprocess.CompletedPr
 
 
 def test_agent_run_measures_submits_and_ranks_a_benchmark(start_server, tmp_path):
-    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path / 'agent.sqlite3'}")
+    server = start_server(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'agent.sqlite3'}", GPUQ_ALLOW_TEST_BACKENDS="1"
+    )
     key = http_register(server.base, "agent-user")
     trace = tmp_path / "trace.json"
     ran = agent(

@@ -54,6 +54,7 @@ def measured_run(
         wall_seconds=seconds,
         exit_status=0,
         accuracy=accuracy,
+        since_ticket_seconds=0.5,
     )
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from gpuq.api import auth, spec
 from gpuq.api.context import runtime
-from gpuq.api.limits import report
+from gpuq.api.limits import client_address, report
 from gpuq.api.receipts import created, take_in
 from gpuq.api.schemas import EvidenceIn, validate
 
@@ -19,7 +19,7 @@ bp = Blueprint("runs", __name__)
 
 @bp.post("/runs")
 def issue_ticket() -> Response:
-    issued = runtime().submissions.issue_ticket(auth.require_participant())
+    issued = runtime().submissions.issue_ticket(auth.require_participant(), client_address())
     response = jsonify(
         issued.to_json() | {"evidence_url": url_for("runs.submit_evidence", ticket_id=issued.ticket_id)}
     )

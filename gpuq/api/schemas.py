@@ -165,12 +165,32 @@ class SamplesIn(BaseModel):
         return self
 
 
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """An aware time as UTC, within the years 2000-2999 (beyond them, converting can overflow)."""
+    try:
+        utc = moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("must be a time in the years 2000-2999") from None
+    if not 2000 <= utc.year <= 2999:
+        raise ValueError("must be a time in the years 2000-2999")
+    return utc
+
+
+if TYPE_CHECKING:
+    Moment = dt.datetime
+    SinceTicket = Decimal
+else:
+    Moment = Annotated[AwareDatetime, Field(strict=False), AfterValidator(_utc)]
+    SinceTicket = json_number(-86400, 86400, "Seconds from receiving the ticket to the run's start.")
+
+
 class RunIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    started_at: AwareDatetime = Field(strict=False, description="When the command started (UTC, ISO 8601).")
-    ended_at: AwareDatetime = Field(strict=False, description="When it ended.")
+    started_at: Moment = Field(description="When the command started (ISO 8601 with an offset).")
+    ended_at: Moment = Field(description="When it ended.")
     wall_seconds: Seconds
+    since_ticket_seconds: SinceTicket
     exit_status: Status
     accuracy: Percent | None = Field(description="What the benchmark reported; null if nothing.")
 
@@ -182,6 +202,9 @@ class EvidenceIn(BaseModel):
 
     nonce: Annotated[str, Field(min_length=1, max_length=64)]
     agent: Annotated[str, Field(max_length=64)] = ""
+    backend: Literal["nvml", "fake", "replay"] = Field(
+        description="Where the samples came from: a GPU through NVML, or the agent's test backends."
+    )
     gpu: GpuIn
     rate_hz: Rate
     samples: SamplesIn
@@ -213,14 +236,16 @@ class EvidenceIn(BaseModel):
                 uuid=samples.uuid,
             ),
             run=Run(
-                started_at=self.run.started_at.astimezone(dt.UTC),
-                ended_at=self.run.ended_at.astimezone(dt.UTC),
+                started_at=self.run.started_at,
+                ended_at=self.run.ended_at,
                 wall_seconds=self.run.wall_seconds,
+                since_ticket_seconds=self.run.since_ticket_seconds,
                 exit_status=self.run.exit_status,
                 accuracy=self.run.accuracy,
             ),
             unsupported=frozenset(self.unsupported),
             agent=self.agent,
+            backend=self.backend,
         )
 
 

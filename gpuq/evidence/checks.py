@@ -21,11 +21,12 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from gpuq.errors import EvidenceRefused
-from gpuq.evidence.derive import counter_delta, power_integral
+from gpuq.evidence.derive import MissingMeasurement, counter_delta, energy_used, power_integral
 from gpuq.evidence.model import Evidence
 
-CLOCK_SKEW_SECONDS = Decimal(30)
-"""How far the agent's wall clock may be from the server's."""
+MIN_POWER_FRACTION = Decimal("0.05")
+"""A run's mean power (E / T) below this fraction of the GPU's power limit is not a
+working GPU: no measurement of one has been seen below it (idle GPUs draw more)."""
 SAMPLE_COUNT_TOLERANCE = Decimal("0.10")
 """The sample count may differ from duration × rate by this fraction (plus two samples)."""
 ENERGY_TOLERANCE = Decimal("0.20")
@@ -47,13 +48,15 @@ REFUSALS = {
 """Refusals: nothing is stored."""
 CHECKS = {
     "run_failed": "the benchmark command did not exit with status 0",
-    "run_outside_ticket": "the run did not take place within the ticket's lifetime",
-    "duration_exceeds_ticket": "the run lasted longer than the time between the ticket and the evidence",
+    "test_backend": "the samples come from the agent's fake or replay backend, not a GPU",
+    "run_outside_ticket": "the run started before the ticket was received",
+    "duration_exceeds_ticket": "the run ended later after its ticket than the evidence arrived after it",
     "duration_mismatch": "the run's start and end times do not agree with its measured duration",
     "samples_not_monotone": "sample times do not increase, or the energy counter goes down",
     "sample_count": "the number of samples does not match the duration and the sampling rate",
     "samples_do_not_cover_run": "the samples do not span the run from start to end",
     "energy_mismatch": "the energy counter's increase disagrees with the integral of the power samples",
+    "energy_implausible": "the GPU used (almost) no energy during the run",
     "memory_over_total": "a sample has more memory used than the GPU has",
     "gpu_changed": "the GPU's identity changed during the run",
 }
@@ -68,10 +71,12 @@ def refusal(code: str, status: int, detail: str = "") -> EvidenceRefused:
 
 @dataclasses.dataclass(frozen=True)
 class Ticket:
-    """What the server issued (gpuq.submissions.runs)."""
+    """What the server issued (gpuq.submissions.runs), and what the checks may accept."""
 
     issued_at: dt.datetime
     expires_at: dt.datetime
+    test_backends: bool = False
+    """Whether samples from the agent's fake or replay backend pass (GPUQ_ALLOW_TEST_BACKENDS)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,22 +107,29 @@ def _run_failed(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> 
     return _result("run_failed", None if status == 0 else f"exit status {status}")
 
 
-def _run_outside_ticket(evidence: Evidence, ticket: Ticket, received: dt.datetime) -> Result:
-    skew = dt.timedelta(seconds=float(CLOCK_SKEW_SECONDS))
-    run = evidence.run
-    if run.started_at < ticket.issued_at - skew:
-        return _result("run_outside_ticket", "the run started before the ticket was issued")
-    if run.ended_at > min(ticket.expires_at, received) + skew:
-        return _result("run_outside_ticket", "the run ended after the ticket expired or the evidence arrived")
+def _test_backend(evidence: Evidence, ticket: Ticket, _received: dt.datetime) -> Result:
+    backend = evidence.backend
+    if backend != "nvml" and not ticket.test_backends:
+        return _result("test_backend", f"samples from the {backend!r} backend")
+    return _result("test_backend", None)
+
+
+def _run_outside_ticket(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    since = evidence.run.since_ticket_seconds
+    if since < 0:
+        return _result("run_outside_ticket", f"the run started {-since} s before the ticket was received")
     return _result("run_outside_ticket", None)
 
 
 def _duration_exceeds_ticket(evidence: Evidence, ticket: Ticket, received: dt.datetime) -> Result:
+    """The agent's own ticket-to-end time against the server's ticket-to-evidence time: no
+    clock of the participant's machine is compared with the server's."""
     available = Decimal(str((received - ticket.issued_at).total_seconds()))
-    if evidence.run.wall_seconds > available + DURATION_TOLERANCE_SECONDS:
+    used = evidence.run.since_ticket_seconds + evidence.run.wall_seconds
+    if used > available + DURATION_TOLERANCE_SECONDS:
         return _result(
             "duration_exceeds_ticket",
-            f"the run lasted {evidence.run.wall_seconds} s, the ticket was issued {available:.1f} s ago",
+            f"{used} s from the ticket to the run's end, the ticket was issued {available:.1f} s ago",
         )
     return _result("duration_exceeds_ticket", None)
 
@@ -168,6 +180,18 @@ def _energy_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.datetime
     return _result("energy_mismatch", None)
 
 
+def _energy_implausible(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+    limit = evidence.gpu.power_limit_w or Decimal(0)
+    try:
+        energy = energy_used(evidence.samples)
+    except MissingMeasurement:
+        return Result("energy_implausible", True, "not checked: neither energy nor power was measured")
+    seconds = evidence.run.wall_seconds
+    if energy <= 0 or (seconds > 0 and energy / seconds < limit * MIN_POWER_FRACTION):
+        return _result("energy_implausible", f"{energy:.1f} J in {seconds} s on a {limit} W GPU")
+    return _result("energy_implausible", None)
+
+
 def _memory_over_total(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
     total = evidence.gpu.memory_total_bytes or 0
     peak = max((used for used in evidence.samples.mem_used_bytes if used is not None), default=0)
@@ -182,6 +206,7 @@ def _gpu_changed(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) ->
 
 RULES: list[Callable[[Evidence, Ticket, dt.datetime], Result]] = [
     _run_failed,
+    _test_backend,
     _run_outside_ticket,
     _duration_exceeds_ticket,
     _duration_mismatch,
@@ -189,6 +214,7 @@ RULES: list[Callable[[Evidence, Ticket, dt.datetime], Result]] = [
     _sample_count,
     _samples_do_not_cover_run,
     _energy_mismatch,
+    _energy_implausible,
     _memory_over_total,
     _gpu_changed,
 ]

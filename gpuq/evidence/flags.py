@@ -7,10 +7,10 @@ it at once), shown to admins and in the export. Codes (the README lists them):
 * `all_maximum`: utilisation, memory usage, power efficiency and accuracy are all 100.
 * `time_below_minimum`: a completion time below `MIN_PLAUSIBLE_SECONDS`, less than any
   real run of the benchmark takes.
-* `looks_like_fractions`: every percentage is at most 1 (and one is above 0): 0.9 typed
-  for 90 %.
-* `looks_like_milliseconds`: a completion time of `MILLISECONDS_FROM` seconds or more
-  (30000 typed for 30 s).
+* `looks_like_fractions` (self-reported results): every percentage is at most 1 (and one
+  is above 0): 0.9 typed for 90 %.
+* `looks_like_milliseconds` (self-reported results): a completion time of
+  `MILLISECONDS_FROM` seconds or more (30000 typed for 30 s).
 * `outlier_for_gpu` (measured results): a completion time below 1/`OUTLIER_FACTOR` or
   above `OUTLIER_FACTOR` times the median of the ranked measured results on the same
   GPU model, once there are `OUTLIER_MIN_RESULTS` of them.
@@ -40,17 +40,22 @@ CODES = {
 }
 
 
-def flags(metrics: Mapping[str, Decimal], same_gpu_times: Sequence[Decimal] = ()) -> list[str]:
-    """The flag codes `metrics` raise, in the order of CODES; `same_gpu_times` are the
-    completion times of the ranked measured results on the result's GPU model (none for a
-    self-reported result)."""
+def flags(
+    metrics: Mapping[str, Decimal], measured: bool = False, same_gpu_times: Sequence[Decimal] = ()
+) -> list[str]:
+    """The flag codes `metrics` raise, in the order of CODES. The typing mistakes (fractions,
+    milliseconds) are looked for in self-reported results only: a measured one was not
+    typed. `same_gpu_times` are the completion times of the ranked measured results on a
+    measured result's GPU model."""
     percentages = [metrics[name] for name in PERCENTAGES]
     time = metrics["completion_time"]
     raised = {
         "all_maximum": all(value == 100 for value in percentages),
         "time_below_minimum": time < MIN_PLAUSIBLE_SECONDS,
-        "looks_like_fractions": all(value <= 1 for value in percentages) and any(v > 0 for v in percentages),
-        "looks_like_milliseconds": time >= MILLISECONDS_FROM,
+        "looks_like_fractions": not measured
+        and all(value <= 1 for value in percentages)
+        and any(v > 0 for v in percentages),
+        "looks_like_milliseconds": not measured and time >= MILLISECONDS_FROM,
         "outlier_for_gpu": _outlier(time, same_gpu_times),
     }
     return [code for code in CODES if raised[code]]

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +58,12 @@ class Run:
 
     started_at: dt.datetime
     ended_at: dt.datetime
+    """Wall-clock times on the participant's machine (shown; checked only against each other
+    and the measured duration, never against the server's clock)."""
     wall_seconds: Decimal
     """Measured duration (the agent's monotonic clock)."""
+    since_ticket_seconds: Decimal
+    """From receiving the ticket to the run's start (the agent's monotonic clock)."""
     exit_status: int
     accuracy: Decimal | None
     """What the benchmark reported (its result line or file), percent; None if it did not."""
@@ -75,11 +80,13 @@ class Evidence:
     unsupported: frozenset[str]
     agent: str
     """The agent's name and version."""
+    backend: str = "nvml"
+    """Where the samples came from: "nvml" (a GPU), or the agent's "fake" or "replay"."""
 
 
 def _plain(value: object) -> object:
-    if isinstance(value, Decimal):
-        return format(value, "f")
+    if isinstance(value, Decimal):  # normalised: 700, 700.0 and 7E+2 are one number
+        return format(value.normalize(), "f") if value else "0"
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
@@ -91,20 +98,31 @@ def _plain(value: object) -> object:
     return value
 
 
-def encode(evidence: Evidence) -> bytes:
-    """The evidence as canonical JSON (sorted keys, numbers as exact decimal text): what is
-    stored, and what `digest` hashes."""
-    return json.dumps(_plain(dataclasses.asdict(evidence)), sort_keys=True, separators=(",", ":")).encode()
+def encode(evidence: Evidence) -> tuple[bytes, str]:
+    """The evidence as canonical JSON (sorted keys, numbers as normalised decimal text): what
+    is stored; and the SHA-256 of its measurements alone (the GPU, the samples and the run,
+    without the ticket), so that the same measurements sent again under a new ticket, or
+    with 700 written as 700.0, have the same digest. One pass over the samples."""
+    plain: dict[str, Any] = {
+        "gpu": _plain(dataclasses.asdict(evidence.gpu)),
+        "rate_hz": _plain(evidence.rate_hz),
+        "samples": {
+            field.name: _plain(getattr(evidence.samples, field.name))
+            for field in dataclasses.fields(evidence.samples)
+        },
+        "run": _plain(dataclasses.asdict(evidence.run)),
+    }
+    measured = hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    plain.update(
+        ticket_id=evidence.ticket_id,
+        nonce=evidence.nonce,
+        unsupported=sorted(evidence.unsupported),
+        agent=evidence.agent,
+        backend=evidence.backend,
+    )
+    return json.dumps(plain, sort_keys=True, separators=(",", ":")).encode(), measured
 
 
 def digest(evidence: Evidence) -> str:
-    """SHA-256 of the measurements alone (the GPU, the samples, the run), without the ticket:
-    the same measurements sent again under a new ticket have the same digest."""
-    measured = {
-        "gpu": dataclasses.asdict(evidence.gpu),
-        "rate_hz": evidence.rate_hz,
-        "samples": dataclasses.asdict(evidence.samples),
-        "run": dataclasses.asdict(evidence.run),
-    }
-    text = json.dumps(_plain(measured), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The digest of `encode`."""
+    return encode(evidence)[1]

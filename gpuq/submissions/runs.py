@@ -2,10 +2,11 @@
 
 A ticket (POST /runs) is issued to one participant: a random id, a nonce the
 evidence must carry back, a seed handed to the benchmark, and a lifetime. The
-evidence of one run is submitted once against it: `take` locks the ticket row and
-refuses an unknown, foreign, used or expired ticket or a wrong nonce
-(gpuq.evidence.checks.refusal); `use` marks it used by the new submission in the
-same transaction, so two submissions racing for one ticket store one.
+evidence of one run is submitted once against it: `check` refuses an unknown,
+foreign, used or expired ticket or a wrong nonce (gpuq.evidence.checks.refusal)
+before any work; `take` uses it up in the submission's transaction with one
+conditional UPDATE, so two submissions racing for one ticket store one; `use`
+records the submission that used it.
 
 The evidence itself is kept, zlib-compressed canonical JSON, with its digest
 (unique: the same measurements are never accepted twice) and the results of its checks.
@@ -21,6 +22,7 @@ import zlib
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from gpuq.clock import iso_z, to_millis
 from gpuq.evidence.checks import Result, Ticket, refusal
@@ -70,21 +72,16 @@ def issue(connection: Connection, participant_id: int, now: dt.datetime, lifetim
     return issued
 
 
-def take(connection: Connection, ticket_id: str, participant_id: int, nonce: str, now: dt.datetime) -> Ticket:
-    """Lock the ticket for this submission; raises Refusal unless the participant may use it now."""
+def check(connection: Connection, ticket_id: str, participant_id: int, nonce: str, now: dt.datetime) -> None:
+    """Raise the refusal for a ticket the participant may not use now (unknown, another's,
+    used, expired, a wrong nonce); nothing is locked (see `take`)."""
     row = connection.execute(
-        select(
-            TICKETS.c.participant_id,
-            TICKETS.c.nonce,
-            TICKETS.c.issued_at,
-            TICKETS.c.expires_at,
-            TICKETS.c.used_at,
+        select(TICKETS.c.participant_id, TICKETS.c.nonce, TICKETS.c.expires_at, TICKETS.c.used_at).where(
+            TICKETS.c.id == ticket_id
         )
-        .where(TICKETS.c.id == ticket_id)
-        .with_for_update()
     ).first()
     if row is None:
-        raise refusal("ticket_unknown", 404, f"no run ticket {ticket_id!r}")
+        raise refusal("ticket_unknown", 404, f"no run ticket {ticket_id[:64]!r}")
     if row.participant_id != participant_id:
         raise refusal("ticket_not_yours", 403)
     if row.used_at is not None:
@@ -93,7 +90,35 @@ def take(connection: Connection, ticket_id: str, participant_id: int, nonce: str
         raise refusal("ticket_expired", 410, f"the run ticket expired at {iso_z(row.expires_at)}")
     if not secrets.compare_digest(row.nonce, nonce):
         raise refusal("ticket_nonce_mismatch", 422)
-    return Ticket(issued_at=row.issued_at, expires_at=row.expires_at)
+
+
+def take(
+    connection: Connection,
+    ticket_id: str,
+    participant_id: int,
+    nonce: str,
+    now: dt.datetime,
+    test_backends: bool,
+) -> Ticket:
+    """Use the ticket up, in the caller's transaction: one conditional UPDATE, so of two
+    submissions racing for it exactly one gets it, on PostgreSQL and SQLite alike; raises
+    the refusal (see `check`) otherwise."""
+    consumed = connection.execute(
+        update(TICKETS)
+        .where(
+            TICKETS.c.id == ticket_id,
+            TICKETS.c.participant_id == participant_id,
+            TICKETS.c.nonce == nonce,
+            TICKETS.c.used_at.is_(None),
+            TICKETS.c.expires_at > now,
+        )
+        .values(used_at=to_millis(now))
+        .returning(TICKETS.c.issued_at, TICKETS.c.expires_at)
+    ).first()
+    if consumed is None:
+        check(connection, ticket_id, participant_id, nonce, now)
+        raise refusal("ticket_used", 409)  # taken between the check and here
+    return Ticket(issued_at=consumed.issued_at, expires_at=consumed.expires_at, test_backends=test_backends)
 
 
 def refuse_replay(connection: Connection, digest: str) -> None:
@@ -107,17 +132,12 @@ def use(
     connection: Connection,
     ticket_id: str,
     submission_id: int,
-    now: dt.datetime,
     digest: str,
     canonical: bytes,
     results: list[Result],
 ) -> None:
-    """Mark the ticket used by `submission_id` and keep the evidence with its check results."""
-    connection.execute(
-        update(TICKETS)
-        .where(TICKETS.c.id == ticket_id)
-        .values(used_at=to_millis(now), submission_id=submission_id)
-    )
+    """Record the submission that used the ticket and keep the evidence with its check results."""
+    connection.execute(update(TICKETS).where(TICKETS.c.id == ticket_id).values(submission_id=submission_id))
     connection.execute(
         insert(EVIDENCE).values(
             submission_id=submission_id,
@@ -127,6 +147,12 @@ def use(
             body=zlib.compress(canonical, 6),
         )
     )
+
+
+def is_replay_conflict(exc: IntegrityError) -> bool:
+    """Whether `exc` is the evidence digest's unique index refusing a second copy."""
+    text = str(exc.orig)
+    return "uq_evidence_digest" in text or "evidence.digest" in text
 
 
 def checks_of(connection: Connection, submission_id: int) -> list[dict[str, Any]] | None:

@@ -23,16 +23,17 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from gpuq import audit, metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
-from gpuq.errors import Forbidden, Unauthorized, Unavailable
+from gpuq.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from gpuq.evidence.checks import check, failed, refusal
 from gpuq.evidence.derive import Derived, MissingMeasurement, derive
 from gpuq.evidence.flags import CODES as FLAG_CODES
 from gpuq.evidence.flags import flags
-from gpuq.evidence.model import Evidence, digest, encode
+from gpuq.evidence.model import Evidence, encode
 from gpuq.leaderboard import Leaderboard
 from gpuq.live.board import announce
 from gpuq.live.bus import EventBus
@@ -144,6 +145,7 @@ class SubmissionService:
         self._abandoned_after = dt.timedelta(seconds=settings.idempotency_abandon_seconds)
         self._ticket_lifetime = dt.timedelta(minutes=settings.run_ticket_minutes)
         self._policy = PolicyCache(database, settings, clock)
+        self._test_backends = settings.allow_test_backends
         self._clock = clock
         self._purge_due: dt.datetime | None = None
 
@@ -162,9 +164,16 @@ class SubmissionService:
             replay = idempotency.find_replay(connection, scope, key, digest, self._clock())
         return None if replay is None else self._replayed(replay)
 
-    def issue_ticket(self, member: Member) -> runs.Issued:
-        """A single-use run ticket for `member` (POST /runs); raises Forbidden when disqualified."""
+    def issue_ticket(self, member: Member, address: str) -> runs.Issued:
+        """A single-use run ticket for `member` (POST /runs); raises Forbidden when disqualified,
+        RateLimited when a submission limit is used up (the run's evidence would be refused
+        after the run)."""
         self.check_submitter(member)
+        for scope, item, usage in self._limits.usage(address, member.id) if self._limits.enabled else []:
+            if scope != "daily" and usage.remaining == 0:
+                raise RateLimited(
+                    f"submission limit ({item}): no run's evidence would be accepted now", usage, scope
+                )
         with self._database.connect() as connection:
             issued = runs.issue(connection, member.id, self._clock(), self._ticket_lifetime)
             connection.commit()
@@ -184,12 +193,22 @@ class SubmissionService:
         Raises EvidenceRefused for a refusal of gpuq.evidence.checks (nothing stored), and
         what `submit` raises. Evidence that fails a check is stored unranked.
         """
+        self.check_submitter(member)
+        # The cheap refusals first (one read), before deriving and encoding a large body.
+        with self._database.autocommit() as connection:
+            runs.check(connection, evidence.ticket_id, member.id, evidence.nonce, self._clock())
         try:
             derived = derive(evidence)
         except MissingMeasurement as exc:
             raise refusal(exc.code, 422, str(exc)) from None
-        measurement = _Measurement(evidence, derived, digest(evidence), encode(evidence))
-        return self.submit(derived.metrics(), address, member, idempotency_key, on_usage, measurement)
+        canonical, measured = encode(evidence)
+        measurement = _Measurement(evidence, derived, measured, canonical)
+        try:
+            return self.submit(derived.metrics(), address, member, idempotency_key, on_usage, measurement)
+        except IntegrityError as exc:
+            if runs.is_replay_conflict(exc):  # the same evidence under another ticket, at once
+                raise refusal("evidence_replayed", 409) from None
+            raise
 
     def submit(
         self,
@@ -210,9 +229,10 @@ class SubmissionService:
         such case nothing is stored and no claim is left behind.
         """
         self.check_submitter(member)  # the handler asks first too; other callers rely on this one
-        # Read (on a new database: create) the results policy before any transaction: a second
-        # connection inside one would wait for SQLite's write lock.
+        # Read (on a new database: create) the results policy and the active profile before any
+        # transaction takes SQLite's write lock, which a second connection would then wait for.
         rules = self._policy.get()
+        self._profiles.get()
         if idempotency_key is not None:
             return self._submit_once(metrics, address, member, *idempotency_key, on_usage, measurement, rules)
         if member is None:
@@ -251,11 +271,13 @@ class SubmissionService:
             return submission, profile, None
         assert member is not None, "a measured result needs a participant: their ticket"
         evidence, now = measurement.evidence, self._clock()
-        ticket = runs.take(connection, evidence.ticket_id, member.id, evidence.nonce, now)
+        ticket = runs.take(
+            connection, evidence.ticket_id, member.id, evidence.nonce, now, self._test_backends
+        )
         runs.refuse_replay(connection, measurement.digest)
         on_usage(self._limits.take_submitter(address, member_id, connection))
         results = check(evidence, ticket, now)
-        raised = tuple(flags(metrics, store.gpu_completion_times(connection, evidence.gpu.name)))
+        raised = tuple(flags(metrics, True, store.gpu_completion_times(connection, evidence.gpu.name)))
         provenance = store.Provenance(
             kind="measured",
             gpu_model=evidence.gpu.name,
@@ -267,7 +289,6 @@ class SubmissionService:
             connection,
             evidence.ticket_id,
             submission.id,
-            now,
             measurement.digest,
             measurement.canonical,
             results,
@@ -327,9 +348,6 @@ class SubmissionService:
         scope = scope_of(address, member)
         moment = self._clock()
         self._purge_expired_keys_hourly(moment)
-        # Read (on a new database: create) the active profile before the transaction takes
-        # SQLite's write lock, which a second connection would then wait for.
-        self._profiles.get()
         with self._database.connect() as connection:
             # The claim lives and dies with this transaction (gpuq.submissions.idempotency).
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)

@@ -82,6 +82,12 @@ def _halve_energy(body: dict[str, Any]) -> None:
     body["samples"]["energy_j"] = [energy[0] + (value - energy[0]) / 2 for value in energy]
 
 
+def _no_energy(body: dict[str, Any]) -> None:
+    """No power drawn and a counter that does not move: an edit worth 25 points if unchecked."""
+    body["samples"]["power_w"] = [None] * len(body["samples"]["power_w"])
+    body["samples"]["energy_j"] = [body["samples"]["energy_j"][0]] * len(body["samples"]["energy_j"])
+
+
 def _over_total(body: dict[str, Any]) -> None:
     body["samples"]["mem_used_bytes"][3] = body["gpu"]["memory_total_bytes"] + 1
 
@@ -94,16 +100,15 @@ def _swap_gpu(body: dict[str, Any]) -> None:
 
 BREAKS = {
     "run_failed": (21, lambda body: body["run"].update(exit_status=1)),
-    "run_outside_ticket": (
-        21,
-        lambda body: (_shift(body, "started_at", -120), _shift(body, "ended_at", -120)),
-    ),
+    "test_backend": (21, lambda body: body.update(backend="fake")),
+    "run_outside_ticket": (21, lambda body: body["run"].update(since_ticket_seconds=-120)),
     "duration_exceeds_ticket": (10, lambda body: None),  # evidence of a 20 s run 10 s after the ticket
     "duration_mismatch": (21, lambda body: _shift(body, "ended_at", 5)),
     "samples_not_monotone": (21, _swap_times),
     "sample_count": (21, lambda body: body.update(rate_hz=20)),
     "samples_do_not_cover_run": (21, _drop_tail),
     "energy_mismatch": (21, _halve_energy),
+    "energy_implausible": (21, _no_energy),
     "memory_over_total": (21, _over_total),
     "gpu_changed": (21, _swap_gpu),
 }
@@ -396,3 +401,33 @@ def test_an_evidence_post_counts_once_against_the_daily_limit_and_a_replay_not_a
     send(api, key, ticket, body, **{"Idempotency-Key": "once"})
     after = api.get("/quota", headers=bearer(key)).get_json()["limits"][0]["remaining"]
     assert before - after == 1
+
+
+def test_measurements_written_differently_are_still_the_same_evidence(api, clock):
+    key = register(api, "rewriter")
+    first, second = ticket_for(api, key), ticket_for(api, key)
+    clock.advance(21)
+    body = evidence_for(first)
+    assert send(api, key, first, body).status_code == 201
+    again = {**body, "nonce": second["nonce"]}
+    again["samples"] = {**body["samples"], "power_w": [int(watts) for watts in body["samples"]["power_w"]]}
+    _refused(send(api, key, second, again), 409, "evidence_replayed")
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_times_beyond_any_run_are_a_422_not_a_500(api, clock, moment):
+    key = register(api, "timeless")
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    body = evidence_for(ticket)
+    body["run"]["started_at"] = moment
+    answer = send(api, key, ticket, body)
+    assert answer.status_code == 422 and "run.started_at" in answer.get_json()["detail"]
+
+
+def test_no_ticket_is_issued_while_the_evidence_would_be_refused_for_the_quota(make_app):
+    api = make_app(participant_limit="1 per hour").test_client()
+    key = register(api, "busy")
+    assert submit_as(api, key).status_code == 201
+    refused = api.post("/runs", headers=bearer(key))
+    assert refused.status_code == 429 and "Retry-After" in refused.headers

@@ -52,7 +52,9 @@ def evidence(
             throttle_reasons=[None] * count,
             uuid=["GPU-1"] * count,
         ),
-        run=Run(START, START + dt.timedelta(seconds=float(seconds)), seconds, 0, Decimal("97.5")),
+        run=Run(
+            START, START + dt.timedelta(seconds=float(seconds)), seconds, Decimal("0.5"), 0, Decimal("97.5")
+        ),
         unsupported=frozenset(),
         agent="test",
     )
@@ -196,7 +198,7 @@ def test_a_time_far_from_its_gpus_median_is_an_outlier_once_there_are_enough_res
         "accuracy": Decimal(98),
     }
     others = [Decimal(30)] * flags.OUTLIER_MIN_RESULTS
-    assert flags.flags({**example, "completion_time": Decimal(9)}, others) == ["outlier_for_gpu"]
-    assert flags.flags({**example, "completion_time": Decimal(91)}, others) == ["outlier_for_gpu"]
-    assert flags.flags({**example, "completion_time": Decimal(11)}, others) == []
-    assert flags.flags({**example, "completion_time": Decimal(9)}, others[1:]) == []  # too few to judge
+    assert flags.flags({**example, "completion_time": Decimal(9)}, True, others) == ["outlier_for_gpu"]
+    assert flags.flags({**example, "completion_time": Decimal(91)}, True, others) == ["outlier_for_gpu"]
+    assert flags.flags({**example, "completion_time": Decimal(11)}, True, others) == []
+    assert flags.flags({**example, "completion_time": Decimal(9)}, True, others[1:]) == []  # too few to judge
