@@ -69,7 +69,11 @@ class NvmlDevice:
     def identity(self) -> dict[str, Any]:
         nvml, handle = self._nvml, self._handle
         memory = self._read(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
-        limit_mw = self._read(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
+        # The default limit, not the enforced one: raising the limit (nvidia-smi -pl) must not
+        # raise the efficiency a run is scored with.
+        limit_mw = self._read(lambda: nvml.nvmlDeviceGetPowerManagementDefaultLimit(handle))
+        if limit_mw is None:
+            limit_mw = self._read(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
         return {
             "name": _text(self._read(lambda: nvml.nvmlDeviceGetName(handle))) or "unknown",
             "uuid": _text(self._read(lambda: nvml.nvmlDeviceGetUUID(handle))) or "unknown",

@@ -4,7 +4,10 @@ The server is GPUQ_SERVER (default http://localhost:5000) or --server. The API k
 GPUQ_KEY, else the file `gpuq-agent login` wrote ($XDG_CONFIG_HOME/gpuq/key, by
 default ~/.config/gpuq/key, readable by its owner only). `--json` prints the server's
 answers as JSON, for scripts. Exit status: 0 done, 1 refused by the server or the
-benchmark failed a check, 2 a usage or local problem.
+benchmark failed a check, 2 a usage or local problem (no key, no NVML, no command),
+3 the server could not be reached. Before the evidence of a run is sent it is kept in
+$XDG_CACHE_HOME/gpuq/runs/ (by default ~/.cache/gpuq/runs/), so a run whose evidence
+could not be delivered is sent again with `gpuq-agent resubmit FILE`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("benchmark", nargs=argparse.REMAINDER, help="-- the benchmark command")
     submit = commands.add_parser("submit", help="submit five self-reported metrics from a JSON file")
     submit.add_argument("file", type=Path)
+    resubmit = commands.add_parser("resubmit", help="send a kept run's evidence again (~/.cache/gpuq/runs/)")
+    resubmit.add_argument("file", type=Path)
     commands.add_parser("status", help="your participant record: best score, rank, submissions")
     commands.add_parser("quota", help="your limits and what is left of them")
     commands.add_parser("slots", help="the GPU slot pool and your place in line")
@@ -85,16 +91,29 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+KEYLESS = {"login", "submit", "slots"}
+"""Commands that work without an API key (submit then submits anonymously)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    client = Client(args.server, stored_key(), note=lambda message: print(message, file=sys.stderr))
+    key = stored_key()
+    if key is None and args.command not in KEYLESS:
+        print(
+            f"gpuq-agent: {args.command} needs an API key: run `gpuq-agent login` or set GPUQ_KEY",
+            file=sys.stderr,
+        )
+        return 2
+    client = Client(args.server, key, note=lambda message: print(message, file=sys.stderr))
     try:
         return COMMANDS[args.command](client, args)
     except ApiError as exc:
         print(f"gpuq-agent: {exc}", file=sys.stderr)
         for error in exc.body.get("errors", [])[:10]:
             print(f"  {error.get('field', '')}: {error.get('message', '')}", file=sys.stderr)
-        return 1
+        if exc.status == 401:
+            print("  (check the key: `gpuq-agent login`, or GPUQ_KEY)", file=sys.stderr)
+        return 3 if exc.status is None else 1
     except (BackendError, OSError, ValueError) as exc:
         print(f"gpuq-agent: {exc}", file=sys.stderr)
         return 2
@@ -114,9 +133,7 @@ def _login(client: Client, args: argparse.Namespace) -> int:
 
 
 def _run(client: Client, args: argparse.Namespace) -> int:
-    command = (
-        [part for part in args.benchmark if part != "--"] if args.benchmark[:1] == ["--"] else args.benchmark
-    )
+    command = args.benchmark[1:] if args.benchmark[:1] == ["--"] else args.benchmark
     if not command:
         raise ValueError("give the benchmark command after --, e.g. gpuq-agent run -- python bench.py")
     if not 1 <= args.rate <= 100:
@@ -132,7 +149,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         device.close()
     if args.record_trace is not None:
         args.record_trace.write_text(json.dumps(measured.trace()))
-    answer = client.post(f"/runs/{ticket['ticket_id']}/evidence", measure.evidence(measured, ticket, AGENT))
+    answer = _send_kept(client, keep_run(ticket, measure.evidence(measured, ticket, AGENT)))
     failed = [check["code"] for check in answer.get("checks", []) if not check["passed"]]
     lines = [
         f"submission {answer['submission_id']}: score {answer['score']}, "
@@ -144,6 +161,42 @@ def _run(client: Client, args: argparse.Namespace) -> int:
     lines += [f"flag: {flag['code']} ({flag['detail']})" for flag in answer.get("flags", [])]
     _show(args, answer, "\n".join(lines))
     return 1 if failed else 0
+
+
+def runs_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gpuq" / "runs"
+
+
+def keep_run(ticket: dict[str, Any], evidence: dict[str, Any]) -> Path:
+    """Write a run's evidence, its ticket and the Idempotency-Key its POST uses to a file
+    (owner-only) before it is sent: a run whose evidence is lost in transit is not lost."""
+    folder = runs_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{ticket['ticket_id']}.json"
+    record = {"ticket": ticket, "idempotency_key": uuid.uuid4().hex, "evidence": evidence}
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(record, out)
+    return path
+
+
+def _send_kept(client: Client, path: Path) -> Any:
+    """POST a kept run's evidence with the Idempotency-Key kept with it (sent again, the first
+    answer is replayed); the file is removed once the server has answered."""
+    record = json.loads(path.read_text())
+    ticket = record["ticket"]
+    answer = client.request(
+        "POST", f"/runs/{ticket['ticket_id']}/evidence", record["evidence"], record["idempotency_key"]
+    )
+    path.unlink(missing_ok=True)
+    return answer
+
+
+def _resubmit(client: Client, args: argparse.Namespace) -> int:
+    answer = _send_kept(client, args.file)
+    _show(args, answer, f"submission {answer['submission_id']}: score {answer['score']}")
+    return 0
 
 
 def _submit(client: Client, args: argparse.Namespace) -> int:
@@ -257,6 +310,7 @@ COMMANDS = {
     "login": _login,
     "run": _run,
     "submit": _submit,
+    "resubmit": _resubmit,
     "status": _status,
     "quota": _quota,
     "slots": _slots,

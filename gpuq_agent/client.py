@@ -2,12 +2,14 @@
 
 Every POST carries an Idempotency-Key (one per logical request, the same on each
 retry), so a retry never submits twice. Retried, after the server's Retry-After (or
-a short back-off): 429, 503 and connection errors, up to `attempts` times. A problem
-answer (application/problem+json) becomes ApiError with the server's own words.
+a short back-off, at most a minute): 429, 503 and connection errors, in all at most
+`attempts` tries. A problem answer (application/problem+json) becomes ApiError with
+the server's own words. The API key is never sent on to a redirect's target.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -39,14 +41,14 @@ class Client:
         key: str | None,
         attempts: int = 5,
         timeout: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         note: Callable[[str], None] = lambda _message: None,
     ):
         self.server = server.rstrip("/")
         self.key = key
         self.attempts = attempts
         self.timeout = timeout
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self._note = note
 
     def get(self, path: str) -> Any:
@@ -68,8 +70,8 @@ class Client:
                 request.add_header("Content-Type", "application/json")
             if idempotency_key is not None:
                 request.add_header("Idempotency-Key", idempotency_key)
-            if self.key:
-                request.add_header("Authorization", f"Bearer {self.key}")
+            if self.key:  # never sent on to wherever a redirect points
+                request.add_unredirected_header("Authorization", f"Bearer {self.key}")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                     text = answer.read().decode()
@@ -82,7 +84,8 @@ class Client:
                 reason = getattr(exc, "reason", exc)
                 error = ApiError(None, "the server could not be reached", str(reason))
                 wait = _retry_after(None, attempt)
-            if (error.status is not None and error.status not in RETRIED) or attempt == self.attempts:
+            refused = error.status is not None and error.status not in RETRIED
+            if refused or attempt == self.attempts or wait == float("inf"):
                 raise error
             self._note(f"{error}; retrying in {wait:g} s")
             self._sleep(wait)
@@ -92,7 +95,7 @@ class Client:
         """Server-sent events from `path` as (event, data) pairs, until the server ends it."""
         request = urllib.request.Request(f"{self.server}{path}", headers={"Accept": "text/event-stream"})
         if self.key:
-            request.add_header("Authorization", f"Bearer {self.key}")
+            request.add_unredirected_header("Authorization", f"Bearer {self.key}")
         try:
             answer = urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
@@ -121,11 +124,16 @@ def _problem(exc: urllib.error.HTTPError) -> ApiError:
     return ApiError(exc.code, str(body.get("title", exc.reason)), str(body.get("detail", "")), body)
 
 
+MAX_WAIT_SECONDS = 60.0
+"""The longest wait before a retry: a longer Retry-After (an hour's limit used up) is
+reported rather than slept through (a run's ticket would expire meanwhile)."""
+
+
 def _retry_after(header: str | None, attempt: int) -> float:
-    """The server's Retry-After (seconds), else an exponential back-off: 1, 2, 4, ... s."""
+    """The server's Retry-After (seconds), else an exponential back-off: 1, 2, 4, ... s;
+    infinite when that is longer than MAX_WAIT_SECONDS (then the error is raised)."""
+    wait = float(min(MAX_WAIT_SECONDS, 2 ** (attempt - 1)))
     if header is not None:
-        try:
-            return max(0.0, min(3600.0, float(header)))
-        except ValueError:
-            pass
-    return float(min(60, 2 ** (attempt - 1)))
+        with contextlib.suppress(ValueError):  # an HTTP-date: keep the back-off
+            wait = max(0.0, float(header))
+    return wait if wait <= MAX_WAIT_SECONDS else float("inf")

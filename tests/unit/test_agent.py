@@ -109,15 +109,22 @@ class Scripted(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    do_GET = do_POST  # noqa: N815 - http.server's name
+
     def log_message(self, *args: object) -> None:
         pass
 
 
-@pytest.fixture
-def scripted():
+def _serve() -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     server.seen, server.script = [], []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def scripted():
+    server = _serve()
     yield server
     server.shutdown()
     server.server_close()
@@ -177,3 +184,52 @@ def test_the_agent_records_the_sample_fields_the_server_reads():
 
     assert backends.FIELDS == SAMPLE_FIELDS
     assert set(SamplesIn.model_fields) == {"t", *backends.FIELDS}
+
+
+def test_the_key_is_not_sent_on_to_a_redirects_target(scripted):
+    elsewhere = _serve()
+    try:
+        target = f"http://localhost:{elsewhere.server_port}/quota"
+        scripted.script.append((302, {"Location": target}, b""))
+        elsewhere.script.append((200, {"Content-Type": "application/json"}, b"{}"))
+        Client(f"http://127.0.0.1:{scripted.server_port}", "gpuq_secret").get("/quota")
+        assert scripted.seen[0]["Authorization"] == "Bearer gpuq_secret"
+        assert "Authorization" not in elsewhere.seen[0]
+    finally:
+        elsewhere.shutdown()
+        elsewhere.server_close()
+
+
+def test_a_wait_longer_than_a_minute_is_reported_not_slept_through(scripted):
+    problem = json.dumps({"title": "Too Many Requests", "detail": "submission limit exceeded"}).encode()
+    scripted.script.append((429, {"Retry-After": "3600"}, problem))
+    waited: list[float] = []
+    client = Client(f"http://127.0.0.1:{scripted.server_port}", "k", sleep=waited.append)
+    with pytest.raises(ApiError) as refused:
+        client.post("/runs")
+    assert refused.value.status == 429 and waited == []
+
+
+def test_a_kept_run_is_sent_with_its_own_key_and_then_forgotten(scripted, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kept = cli.keep_run({"ticket_id": "t1", "nonce": "n"}, {"nonce": "n"})
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    record = json.loads(kept.read_text())
+    scripted.script.append((201, {"Content-Type": "application/json"}, b'{"submission_id": 7, "score": 50}'))
+    client = Client(f"http://127.0.0.1:{scripted.server_port}", "k", sleep=lambda _s: None)
+    assert cli._send_kept(client, kept)["submission_id"] == 7
+    assert scripted.seen[0]["Idempotency-Key"] == record["idempotency_key"]
+    assert not kept.exists()
+
+
+def test_commands_that_need_a_key_say_how_to_get_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("GPUQ_KEY", raising=False)
+    assert cli.main(["--server", "http://127.0.0.1:9", "status"]) == 2
+    assert "gpuq-agent login" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_is_exit_status_3(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUQ_KEY", "gpuq_k")
+    monkeypatch.setattr("gpuq_agent.client.time.sleep", lambda _s: None)
+    assert cli.main(["--server", "http://127.0.0.1:9", "quota"]) == 3
