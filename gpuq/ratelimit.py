@@ -260,9 +260,15 @@ class RateLimits:
         if isinstance(primary, sliding_log.RedisStore) and self._breaker.available():
             try:
                 if self._counted_in_memory:
-                    primary.forget(f"{self._prefix}:log:")
-                    self._memory_logs = sliding_log.MemoryStore()
+                    # Claimed first, so that one request of this worker reconciles, not each
+                    # one arriving meanwhile; given back if Redis fails again.
                     self._counted_in_memory = False
+                    try:
+                        primary.forget(f"{self._prefix}:log:")
+                    except BaseException:
+                        self._counted_in_memory = True
+                        raise
+                    self._memory_logs = sliding_log.MemoryStore()
                 return operation(primary)
             except (redis.RedisError, OSError) as exc:
                 if is_outage(exc):

@@ -124,6 +124,14 @@ def accept_submission(submission_id: int) -> Response:
     return _decided(runtime().moderation.accept(submission_id, _reason(), _actor()))
 
 
+@bp.get("/submissions/<int:submission_id>/evidence")
+def get_evidence(submission_id: int) -> Response:
+    """A measured result's stored evidence (every sample) and its checks."""
+    response = jsonify(runtime().submissions.evidence(submission_id))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/results/policy")
 def get_result_policy() -> Response:
     return jsonify(runtime().submissions.result_policy().to_json())
@@ -428,6 +436,18 @@ OPERATIONS: spec.Operations = {
         {**spec.MODERATION, "409": spec.problem("The submission is not held for review.")},
         parameters=[spec.SUBMISSION_ID],
         requestBody=spec.body("ReasonIn"),
+    ),
+    ("/admin/submissions/{submission_id}/evidence", "get"): spec.admin(
+        "adminGetEvidence",
+        "A measured result's stored evidence (the GPU, every sample, the run) and its checks",
+        {
+            "200": {
+                "description": "The evidence.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "404": spec.problem("No such submission, or a self-reported one."),
+        },
+        parameters=[spec.SUBMISSION_ID],
     ),
     ("/admin/results/policy", "get"): spec.admin(
         "adminGetResultPolicy",

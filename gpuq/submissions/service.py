@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from gpuq import audit, metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
-from gpuq.errors import Forbidden, RateLimited, Unauthorized, Unavailable
+from gpuq.errors import Forbidden, NotFound, RateLimited, Unauthorized, Unavailable
 from gpuq.evidence.checks import check, failed, refusal
 from gpuq.evidence.derive import Derived, MissingMeasurement, derive
 from gpuq.evidence.flags import CODES as FLAG_CODES
@@ -434,6 +434,16 @@ class SubmissionService:
         except Exception:
             log.exception("rank look-up failed after commit")
             return None
+
+    def evidence(self, submission_id: int) -> dict[str, Any]:
+        """A measured submission's evidence as it was stored, with its checks; raises NotFound."""
+        store.check_id(submission_id)
+        with self._database.autocommit() as connection:
+            evidence = runs.evidence_of(connection, submission_id)
+            checks = runs.checks_of(connection, submission_id)
+        if evidence is None or checks is None:
+            raise NotFound(f"submission {submission_id} has no evidence (it is self-reported, or unknown)")
+        return {"submission_id": submission_id, "checks": checks, "evidence": evidence}
 
     def detail(self, submission_id: int) -> dict[str, Any]:
         """A stored submission as GET /submissions/<id> shows it; raises NotFound."""

@@ -431,3 +431,31 @@ def test_no_ticket_is_issued_while_the_evidence_would_be_refused_for_the_quota(m
     assert submit_as(api, key).status_code == 201
     refused = api.post("/runs", headers=bearer(key))
     assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def test_admins_read_a_measured_results_evidence_and_accept_one_its_checks_withheld(make_app, clock):
+    app = make_app(clock=clock)
+    api = app.test_client()
+    admin, key = make_admin(app), register(api, "inspected")
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    body = evidence_for(ticket)
+    body["samples"]["uuid"][-1] = "GPU-other"
+    stored = send(api, key, ticket, body).get_json()
+    assert stored["withheld"] == "evidence"
+    shown = api.get(f"/admin/submissions/{stored['submission_id']}/evidence", headers=bearer(admin))
+    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
+    evidence = shown.get_json()["evidence"]
+    assert evidence["samples"]["uuid"][-1] == "GPU-other" and len(evidence["samples"]["t"]) == 201
+    assert (
+        api.get(f"/admin/submissions/{stored['submission_id']}/evidence", headers=bearer(key)).status_code
+        == 403
+    )
+    typed = submit_as(api).get_json()["submission_id"]
+    assert api.get(f"/admin/submissions/{typed}/evidence", headers=bearer(admin)).status_code == 404
+    accepted = api.post(
+        f"/admin/submissions/{stored['submission_id']}/accept",
+        json={"reason": "a second GPU of the same model in one box"},
+        headers=bearer(admin),
+    )
+    assert accepted.status_code == 200 and accepted.get_json()["after"]["ranked"] is True
