@@ -142,7 +142,9 @@ class FakeDevice:
         self._script = script
         self._monotonic = monotonic
         self._opened = monotonic()
-        self._energy_j = 1_000_000.0  # a counter that started long ago
+        # A counter that started long ago and, like a real one, never covers one span twice:
+        # 1 kJ per wall-clock second since 2020 is more than the fake draws.
+        self._energy_j = (time.time() - 1.58e9) * 1000.0
         self._last: tuple[float, float] | None = None
         self._lock = threading.Lock()
 

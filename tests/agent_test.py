@@ -65,12 +65,12 @@ def test_agent_run_measures_submits_and_ranks_a_benchmark(start_server, tmp_path
     assert typed_run.returncode == 0, typed_run.stderr
     assert "flag: all_maximum" in typed_run.stdout
 
-    # The recorded trace replays into a second, measured run.
+    # The recorded trace replays into a second run, whose energy counter covers the first's.
     recorded = json.loads(trace.read_text())
     assert recorded["identity"]["name"] == "Fake GPU 80GB" and len(recorded["samples"]) >= 15
     again = agent(server.base, key, "run", "--backend", f"replay:{trace}", "--", *BENCHMARK, home=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert "score" in again.stdout and "check failed" not in again.stdout
+    assert again.returncode == 1, again.stderr  # stored, not ranked
+    assert "check failed: energy_reused" in again.stdout
 
 
 def test_agent_commands_report_the_servers_refusals(start_server, tmp_path):

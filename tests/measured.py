@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 from typing import Any
 
 from gpuq_agent import AGENT
@@ -13,6 +14,8 @@ from gpuq_agent.measure import Measured, evidence
 
 GIB = 2**30
 UUID = "GPU-11111111-2222-3333-4444-555555555555"
+_COUNTER_STARTS = itertools.count(500_000, 1_000_000)
+"""Each run gets its own span of the GPU's energy counter, as runs on one real GPU do."""
 
 
 def measured_run(
@@ -27,13 +30,14 @@ def measured_run(
     accuracy: float | None = 97.5,
 ) -> Measured:
     count = round(seconds * rate) + 1
+    counter = next(_COUNTER_STARTS)
     t = [round(i / rate, 6) for i in range(count)]
     samples: dict[str, list[Any]] = {"t": t, **{name: [] for name in FIELDS}}
     for moment in t:
         samples["gpu_util"].append(util)
         samples["mem_used_bytes"].append(mem_used)
         samples["power_w"].append(power_w)
-        samples["energy_j"].append(round(500_000 + power_w * moment, 3))
+        samples["energy_j"].append(round(counter + power_w * moment, 3))
         samples["sm_clock_mhz"].append(1980)
         samples["mem_clock_mhz"].append(2619)
         samples["throttle_reasons"].append(0)

@@ -109,7 +109,7 @@ if TYPE_CHECKING:
     Status = int
 else:
     Watts = json_number(0, 100_000, "Watts.")
-    Joules = json_number(0, Decimal("1e15"), "Joules (the GPU's total-energy counter).")
+    Joules = json_number(0, Decimal("999999999999.999"), "Joules (the GPU's total-energy counter).")
     SampleTime = json_number(-1, MAX_COMPLETION_SECONDS + 3600, "Seconds since the run started.")
     Bytes = json_number(0, 2**62, "Bytes.", whole=True)
     Count = json_number(0, 2**62, whole=True)

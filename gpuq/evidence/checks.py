@@ -57,6 +57,7 @@ CHECKS = {
     "samples_do_not_cover_run": "the samples do not span the run from start to end",
     "energy_mismatch": "the energy counter's increase disagrees with the integral of the power samples",
     "energy_implausible": "the GPU used (almost) no energy during the run",
+    "energy_reused": "the GPU's energy counter covered part of this run in a run stored before (a replay)",
     "memory_over_total": "a sample has more memory used than the GPU has",
     "gpu_changed": "the GPU's identity changed during the run",
 }
@@ -70,13 +71,16 @@ def refusal(code: str, status: int, detail: str = "") -> EvidenceRefused:
 
 
 @dataclasses.dataclass(frozen=True)
-class Ticket:
-    """What the server issued (gpuq.submissions.runs), and what the checks may accept."""
+class Context:
+    """What the evidence is checked against: its ticket (as issued by gpuq.submissions.runs),
+    the server's settings, and what is already stored."""
 
     issued_at: dt.datetime
     expires_at: dt.datetime
     test_backends: bool = False
     """Whether samples from the agent's fake or replay backend pass (GPUQ_ALLOW_TEST_BACKENDS)."""
+    energy_reused: bool = False
+    """Whether stored evidence from the same GPU covers part of this run's energy-counter span."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +93,9 @@ class Result:
         return {"code": self.code, "passed": self.passed, "detail": self.detail}
 
 
-def check(evidence: Evidence, ticket: Ticket, received_at: dt.datetime) -> list[Result]:
-    """Every check of `evidence` against its `ticket`, in the order of CHECKS."""
-    return [rule(evidence, ticket, received_at) for rule in RULES]
+def check(evidence: Evidence, context: Context, received_at: dt.datetime) -> list[Result]:
+    """Every check of `evidence` against its `context`, in the order of CHECKS."""
+    return [rule(evidence, context, received_at) for rule in RULES]
 
 
 def failed(results: list[Result]) -> list[str]:
@@ -102,29 +106,29 @@ def _result(code: str, problem: str | None) -> Result:
     return Result(code, problem is None, problem or "ok")
 
 
-def _run_failed(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _run_failed(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     status = evidence.run.exit_status
     return _result("run_failed", None if status == 0 else f"exit status {status}")
 
 
-def _test_backend(evidence: Evidence, ticket: Ticket, _received: dt.datetime) -> Result:
+def _test_backend(evidence: Evidence, context: Context, _received: dt.datetime) -> Result:
     backend = evidence.backend
-    if backend != "nvml" and not ticket.test_backends:
+    if backend != "nvml" and not context.test_backends:
         return _result("test_backend", f"samples from the {backend!r} backend")
     return _result("test_backend", None)
 
 
-def _run_outside_ticket(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _run_outside_ticket(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     since = evidence.run.since_ticket_seconds
     if since < 0:
         return _result("run_outside_ticket", f"the run started {-since} s before the ticket was received")
     return _result("run_outside_ticket", None)
 
 
-def _duration_exceeds_ticket(evidence: Evidence, ticket: Ticket, received: dt.datetime) -> Result:
+def _duration_exceeds_ticket(evidence: Evidence, context: Context, received: dt.datetime) -> Result:
     """The agent's own ticket-to-end time against the server's ticket-to-evidence time: no
     clock of the participant's machine is compared with the server's."""
-    available = Decimal(str((received - ticket.issued_at).total_seconds()))
+    available = Decimal(str((received - context.issued_at).total_seconds()))
     used = evidence.run.since_ticket_seconds + evidence.run.wall_seconds
     if used > available + DURATION_TOLERANCE_SECONDS:
         return _result(
@@ -134,7 +138,7 @@ def _duration_exceeds_ticket(evidence: Evidence, ticket: Ticket, received: dt.da
     return _result("duration_exceeds_ticket", None)
 
 
-def _duration_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _duration_mismatch(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     run = evidence.run
     span = Decimal(str((run.ended_at - run.started_at).total_seconds()))
     slack = DURATION_TOLERANCE_SECONDS + run.wall_seconds / 100
@@ -145,7 +149,7 @@ def _duration_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.dateti
     return _result("duration_mismatch", None)
 
 
-def _samples_not_monotone(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _samples_not_monotone(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     times = evidence.samples.t
     if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
         return _result("samples_not_monotone", "sample times do not strictly increase")
@@ -155,7 +159,7 @@ def _samples_not_monotone(evidence: Evidence, _ticket: Ticket, _received: dt.dat
     return _result("samples_not_monotone", None)
 
 
-def _sample_count(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _sample_count(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     expected = evidence.run.wall_seconds * evidence.rate_hz
     count = len(evidence.samples)
     if abs(count - expected) > expected * SAMPLE_COUNT_TOLERANCE + 2:
@@ -163,7 +167,7 @@ def _sample_count(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -
     return _result("sample_count", None)
 
 
-def _samples_do_not_cover_run(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _samples_do_not_cover_run(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     times, wall = evidence.samples.t, evidence.run.wall_seconds
     slack = 1 / evidence.rate_hz + DURATION_TOLERANCE_SECONDS
     if times[0] < 0 or times[0] > slack or times[-1] < wall - slack or times[-1] > wall + slack:
@@ -171,7 +175,7 @@ def _samples_do_not_cover_run(evidence: Evidence, _ticket: Ticket, _received: dt
     return _result("samples_do_not_cover_run", None)
 
 
-def _energy_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _energy_mismatch(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     counter, integral = counter_delta(evidence.samples), power_integral(evidence.samples)
     if counter is None or integral is None:
         return Result("energy_mismatch", True, "not checked: the counter or the power draw was not measured")
@@ -180,7 +184,7 @@ def _energy_mismatch(evidence: Evidence, _ticket: Ticket, _received: dt.datetime
     return _result("energy_mismatch", None)
 
 
-def _energy_implausible(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _energy_implausible(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     limit = evidence.gpu.power_limit_w or Decimal(0)
     try:
         energy = energy_used(evidence.samples)
@@ -192,19 +196,30 @@ def _energy_implausible(evidence: Evidence, _ticket: Ticket, _received: dt.datet
     return _result("energy_implausible", None)
 
 
-def _memory_over_total(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _energy_reused(_evidence: Evidence, context: Context, _received: dt.datetime) -> Result:
+    """A GPU's energy counter only grows, so two real runs on one GPU never cover the same
+    span of it; a recorded run sent again (edited or not) does."""
+    problem = (
+        "stored evidence from this GPU covers part of its energy-counter span"
+        if context.energy_reused
+        else None
+    )
+    return _result("energy_reused", problem)
+
+
+def _memory_over_total(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     total = evidence.gpu.memory_total_bytes or 0
     peak = max((used for used in evidence.samples.mem_used_bytes if used is not None), default=0)
     return _result("memory_over_total", f"{peak} bytes used of {total}" if peak > total else None)
 
 
-def _gpu_changed(evidence: Evidence, _ticket: Ticket, _received: dt.datetime) -> Result:
+def _gpu_changed(evidence: Evidence, _context: Context, _received: dt.datetime) -> Result:
     seen = {uuid for uuid in evidence.samples.uuid if uuid is not None}
     others = sorted(seen - {evidence.gpu.uuid})
     return _result("gpu_changed", f"samples from {', '.join(others)}" if others else None)
 
 
-RULES: list[Callable[[Evidence, Ticket, dt.datetime], Result]] = [
+RULES: list[Callable[[Evidence, Context, dt.datetime], Result]] = [
     _run_failed,
     _test_backend,
     _run_outside_ticket,
@@ -215,6 +230,7 @@ RULES: list[Callable[[Evidence, Ticket, dt.datetime], Result]] = [
     _samples_do_not_cover_run,
     _energy_mismatch,
     _energy_implausible,
+    _energy_reused,
     _memory_over_total,
     _gpu_changed,
 ]

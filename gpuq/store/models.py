@@ -410,7 +410,14 @@ class Evidence(Base):
     ticket_id: Mapped[str] = mapped_column(ForeignKey("run_tickets.id"), nullable=False)
     digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     checks: Mapped[str] = mapped_column(Text, nullable=False)
+    gpu_uuid: Mapped[str] = mapped_column(String(128), nullable=False)
+    energy_from: Mapped[Decimal | None] = mapped_column(ExactDecimal(15, 3), nullable=True)
+    energy_to: Mapped[Decimal | None] = mapped_column(ExactDecimal(15, 3), nullable=True)
+    """The GPU's energy counter (J) at the run's first and last sample, where it was read:
+    spans on one GPU never overlap for two real runs (gpuq.evidence.checks, energy_reused)."""
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    __table_args__ = (Index("ix_evidence_gpu_energy", "gpu_uuid", "energy_from"),)
 
 
 class ResultPolicy(Base):

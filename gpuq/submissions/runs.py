@@ -19,13 +19,15 @@ import datetime as dt
 import json
 import secrets
 import zlib
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpuq.clock import iso_z, to_millis
-from gpuq.evidence.checks import Result, Ticket, refusal
+from gpuq.evidence.checks import Result, refusal
+from gpuq.evidence.model import Evidence
 from gpuq.store import tables
 
 TICKETS = tables.RUN_TICKETS
@@ -98,11 +100,10 @@ def take(
     participant_id: int,
     nonce: str,
     now: dt.datetime,
-    test_backends: bool,
-) -> Ticket:
+) -> tuple[dt.datetime, dt.datetime]:
     """Use the ticket up, in the caller's transaction: one conditional UPDATE, so of two
     submissions racing for it exactly one gets it, on PostgreSQL and SQLite alike; raises
-    the refusal (see `check`) otherwise."""
+    the refusal (see `check`) otherwise. Returns the ticket's (issued_at, expires_at)."""
     consumed = connection.execute(
         update(TICKETS)
         .where(
@@ -118,7 +119,7 @@ def take(
     if consumed is None:
         check(connection, ticket_id, participant_id, nonce, now)
         raise refusal("ticket_used", 409)  # taken between the check and here
-    return Ticket(issued_at=consumed.issued_at, expires_at=consumed.expires_at, test_backends=test_backends)
+    return consumed.issued_at, consumed.expires_at
 
 
 def refuse_replay(connection: Connection, digest: str) -> None:
@@ -128,21 +129,45 @@ def refuse_replay(connection: Connection, digest: str) -> None:
         raise refusal("evidence_replayed", 409)
 
 
+def counter_span(evidence: Evidence) -> tuple[Decimal, Decimal] | None:
+    """The energy counter at the first and the last sample (None where it was not read)."""
+    first, last = evidence.samples.energy_j[0], evidence.samples.energy_j[-1]
+    return None if first is None or last is None else (first, last)
+
+
+def energy_reused(connection: Connection, evidence: Evidence) -> bool:
+    """Whether stored evidence from the same GPU covers part of this run's counter span."""
+    span = counter_span(evidence)
+    if span is None:
+        return False
+    overlapping = select(EVIDENCE.c.submission_id).where(
+        EVIDENCE.c.gpu_uuid == evidence.gpu.uuid,
+        EVIDENCE.c.energy_from <= span[1],
+        EVIDENCE.c.energy_to >= span[0],
+    )
+    return connection.execute(overlapping.limit(1)).first() is not None
+
+
 def use(
     connection: Connection,
-    ticket_id: str,
+    evidence: Evidence,
     submission_id: int,
     digest: str,
     canonical: bytes,
     results: list[Result],
 ) -> None:
     """Record the submission that used the ticket and keep the evidence with its check results."""
+    ticket_id = evidence.ticket_id
+    span = counter_span(evidence)
     connection.execute(update(TICKETS).where(TICKETS.c.id == ticket_id).values(submission_id=submission_id))
     connection.execute(
         insert(EVIDENCE).values(
             submission_id=submission_id,
             ticket_id=ticket_id,
             digest=digest,
+            gpu_uuid=evidence.gpu.uuid,
+            energy_from=None if span is None else span[0],
+            energy_to=None if span is None else span[1],
             checks=json.dumps([result.to_json() for result in results], separators=(",", ":")),
             body=zlib.compress(canonical, 6),
         )

@@ -29,7 +29,7 @@ from gpuq import audit, metrics
 from gpuq.clock import Clock, iso_z
 from gpuq.config import Settings
 from gpuq.errors import Forbidden, NotFound, RateLimited, Unauthorized, Unavailable
-from gpuq.evidence.checks import check, failed, refusal
+from gpuq.evidence.checks import Context, check, failed, refusal
 from gpuq.evidence.derive import Derived, MissingMeasurement, derive
 from gpuq.evidence.flags import CODES as FLAG_CODES
 from gpuq.evidence.flags import flags
@@ -271,12 +271,13 @@ class SubmissionService:
             return submission, profile, None
         assert member is not None, "a measured result needs a participant: their ticket"
         evidence, now = measurement.evidence, self._clock()
-        ticket = runs.take(
-            connection, evidence.ticket_id, member.id, evidence.nonce, now, self._test_backends
-        )
+        issued_at, expires_at = runs.take(connection, evidence.ticket_id, member.id, evidence.nonce, now)
         runs.refuse_replay(connection, measurement.digest)
         on_usage(self._limits.take_submitter(address, member_id, connection))
-        results = check(evidence, ticket, now)
+        context = Context(
+            issued_at, expires_at, self._test_backends, runs.energy_reused(connection, evidence)
+        )
+        results = check(evidence, context, now)
         raised = tuple(flags(metrics, True, store.gpu_completion_times(connection, evidence.gpu.name)))
         provenance = store.Provenance(
             kind="measured",
@@ -287,7 +288,7 @@ class SubmissionService:
         submission, profile = self._record(connection, metrics, address, member, provenance)
         runs.use(
             connection,
-            evidence.ticket_id,
+            evidence,
             submission.id,
             measurement.digest,
             measurement.canonical,

@@ -459,3 +459,18 @@ def test_admins_read_a_measured_results_evidence_and_accept_one_its_checks_withh
         headers=bearer(admin),
     )
     assert accepted.status_code == 200 and accepted.get_json()["after"]["ranked"] is True
+
+
+def test_a_run_whose_energy_counter_covers_a_stored_runs_span_is_a_replay(api, clock):
+    key = register(api, "replayer2")
+    first, second = ticket_for(api, key), ticket_for(api, key)
+    clock.advance(21)
+    original = evidence_for(first)
+    assert send(api, key, first, original).status_code == 201
+    edited = evidence_for(second, util=95.0)  # other samples, so another digest...
+    edited["samples"]["energy_j"] = original["samples"]["energy_j"]  # ...but the same counter span
+    result = send(api, key, second, edited).get_json()
+    assert [check["code"] for check in result["checks"] if not check["passed"]] == ["energy_reused"]
+    assert result["ranked"] is False
+    other_gpu = evidence_for(ticket_for(api, key))
+    assert other_gpu["gpu"]["uuid"] == original["gpu"]["uuid"]  # a fresh span on the same GPU passes

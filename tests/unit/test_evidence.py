@@ -144,8 +144,8 @@ def test_the_digest_ignores_the_ticket_but_not_the_measurements():
 
 def test_a_steady_honest_run_passes_every_check():
     run = evidence([Decimal(80)] * 101, [Decimal(300)] * 101)
-    ticket = checks.Ticket(START - dt.timedelta(seconds=1), START + dt.timedelta(hours=1))
-    results = checks.check(run, ticket, START + dt.timedelta(seconds=11))
+    context = checks.Context(START - dt.timedelta(seconds=1), START + dt.timedelta(hours=1))
+    results = checks.check(run, context, START + dt.timedelta(seconds=11))
     assert [result.code for result in results] == list(checks.CHECKS)
     assert checks.failed(results) == []
 

@@ -9,7 +9,7 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
-from gpuq.store.types import UTCDateTime
+from gpuq.store.types import ExactDecimal, UTCDateTime
 
 revision = "0006"
 down_revision = "0005"
@@ -77,6 +77,9 @@ def upgrade() -> None:
         sa.Column("ticket_id", sa.String(length=32), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("checks", sa.Text(), nullable=False),
+        sa.Column("gpu_uuid", sa.String(length=128), nullable=False),
+        sa.Column("energy_from", ExactDecimal(15, 3), nullable=True),
+        sa.Column("energy_to", ExactDecimal(15, 3), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["submission_id"], ["submissions.id"], name=op.f("fk_evidence_submission_id_submissions")
@@ -87,9 +90,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("submission_id", name=op.f("pk_evidence")),
         sa.UniqueConstraint("digest", name=op.f("uq_evidence_digest")),
     )
+    op.create_index("ix_evidence_gpu_energy", "evidence", ["gpu_uuid", "energy_from"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_evidence_gpu_energy", table_name="evidence")
     op.drop_table("evidence")
     op.drop_table("run_tickets")
     op.drop_table("result_policy")
