@@ -115,7 +115,7 @@ else:
     Count = json_number(0, 2**62, whole=True)
     Rate = json_number(1, 100, "Samples per second.")
     Status = json_number(-(2**31), 2**31 - 1, "The command's exit status.", whole=True)
-Name = Annotated[str, Field(min_length=1, max_length=128)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S")]
 Short = Annotated[str, Field(max_length=96)]
 SAMPLE_FIELDS = (
     "gpu_util",
@@ -218,7 +218,7 @@ class EvidenceIn(BaseModel):
             nonce=self.nonce,
             rate_hz=self.rate_hz,
             gpu=Gpu(
-                name=self.gpu.name,
+                name=" ".join(self.gpu.name.split()),  # one board per model however it is spaced
                 uuid=self.gpu.uuid,
                 driver=self.gpu.driver,
                 power_limit_w=self.gpu.power_limit_w,

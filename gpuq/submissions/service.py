@@ -416,8 +416,11 @@ class SubmissionService:
             },
         )
         announce(self._bus, self._board, submission.entry, rank, self._board_size, submission.leads)
-        if submission.participant is not None and submission.leads:
-            self._slots.settle(expire=False)  # a new best may make them eligible for a free slot
+        # A new best (or, for a slot line of measured results, a ranked measured one) may make
+        # the participant eligible for a free slot.
+        measured = submission.provenance.kind == "measured" and submission.ranked
+        if submission.participant is not None and (submission.leads or measured):
+            self._slots.settle(expire=False)
         return Receipt(submission.id, _render(receipt_json(submission, profile, rank, checks)))
 
     def _index(self, submission: StoredSubmission) -> int | None:

@@ -474,3 +474,17 @@ def test_a_run_whose_energy_counter_covers_a_stored_runs_span_is_a_replay(api, c
     assert result["ranked"] is False
     other_gpu = evidence_for(ticket_for(api, key))
     assert other_gpu["gpu"]["uuid"] == original["gpu"]["uuid"]  # a fresh span on the same GPU passes
+
+
+def test_a_measured_result_that_is_not_the_lead_still_puts_its_owner_in_line_at_once(make_app, clock):
+    app = make_app(clock=clock, slots="gpu-0", slots_measured_only=True)
+    api = app.test_client()
+    key = register(api, "both")
+    assert submit_as(api, key, **PERFECT).get_json()["rank"] == 1  # the lead: self-reported
+    ticket = ticket_for(api, key)
+    clock.advance(21)
+    body = evidence_for(ticket)
+    body["gpu"]["name"] = "  NVIDIA   H100 80GB HBM3 "
+    measured = send(api, key, ticket, body).get_json()
+    assert measured["gpu_model"] == "NVIDIA H100 80GB HBM3"
+    assert api.get("/slots").get_json()["slots"][0]["holder"] == "both"  # no sweep needed
