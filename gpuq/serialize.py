@@ -43,6 +43,7 @@ def entry(rank: int, item: Entry) -> dict[str, Any]:
         "participant": item.participant,
         "score": number(item.score),
         "submitted_at": iso_z(item.submitted_at),
+        "provenance": "measured" if item.measured else "self-reported",
     }
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import WORKED_EXAMPLE, http_qualify
+from tests.conftest import WORKED_EXAMPLE, bearer, http_qualify, http_register
+from tests.measured import evidence_for
 from tests.services import CHROMIUM_FLAGS, EventStream, unavailable
 
 ARTIFACTS = Path(os.environ.get("GPUQ_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
@@ -156,6 +157,20 @@ def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_
         slot = driver.find_element(By.CSS_SELECTOR, "#slots li")
         assert slot.get_attribute("data-state") == "held"
         assert re.fullmatch(r"gpu-0 held · alice · (24:00:00|23:59:\d\d) left", slot.text), slot.text
+        # A measured result (a run's evidence, the server's own metrics) is marked as such.
+        bob = http_register(server.base, "bob")
+        ticket = requests.post(f"{server.base}/runs", headers=bearer(bob), timeout=10).json()
+        answer = requests.post(
+            f"{server.base}{ticket['evidence_url']}",
+            json=evidence_for(ticket, seconds=0.3),
+            headers=bearer(bob),
+            timeout=10,
+        ).json()
+        assert answer["ranked"] is True, answer
+        measured = f'#leaders tbody tr[data-submission-id="{answer["submission_id"]}"] .measured'
+        mark = WebDriverWait(driver, 2).until(EC.presence_of_element_located((By.CSS_SELECTOR, measured)))
+        assert "measured" in mark.text
+        assert not driver.find_elements(By.CSS_SELECTOR, f"{selector} .measured")  # typed numbers: no mark
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "board.png"))
         browser_log = driver.get_log("browser") if hasattr(driver, "get_log") else []

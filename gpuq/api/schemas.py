@@ -349,6 +349,9 @@ class LeaderboardEntry(BaseModel):
     participant: str | None = ParticipantName
     score: float = Field(ge=0, le=100)
     submitted_at: str = Field(json_schema_extra={"format": "date-time"})
+    provenance: Literal["measured", "self-reported"] = Field(
+        description="measured: the server derived the metrics from a run's evidence (gpuq-agent)."
+    )
 
 
 class LeaderboardPage(BaseModel):

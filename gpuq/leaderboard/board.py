@@ -23,6 +23,8 @@ class Entry:
     submitted_at: dt.datetime
     participant: str | None = None
     """The participant's name; None for an anonymous submission."""
+    measured: bool = False
+    """Whether the server derived its metrics from a run's evidence (gpuq.evidence)."""
 
 
 @dataclasses.dataclass(frozen=True)

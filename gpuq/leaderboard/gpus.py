@@ -54,7 +54,9 @@ class GpuBoards:
                 entries.order_by(*rule.order(rows.c.score, rows.c.id)).offset(offset).limit(limit)
             ).all()
             total = connection.scalar(select(func.count()).select_from(rows).where(kept)) or 0
-        return Page([Entry(*row) for row in found], total)
+        # Only measured results name a GPU model.
+        entries_found = [Entry(row.id, row.score, row.created_at, row.name, measured=True) for row in found]
+        return Page(entries_found, total)
 
     def models(self) -> list[dict[str, Any]]:
         """Every GPU model with ranked measured results: how many, from how many participants."""

@@ -40,12 +40,19 @@ _INDEX = files("gpuq.leaderboard").joinpath("index.lua").read_text()
 """Index one ranked entry, atomically (see the script's comments)."""
 
 
+MEASURED = "m"
+"""The member's last field when the entry is a measured result."""
+
+
 def _member(entry: Entry) -> str:
-    """The sorted-set member: id, submission time in ms and the participant's name (absent
-    when anonymous): all the board shows besides the score. Names never hold ":"."""
+    """The sorted-set member: id, submission time in ms, the participant's name (absent when
+    anonymous) and, for a measured result (always a participant's), MEASURED: all the board
+    shows besides the score. Names never hold ":"."""
     millis = int(entry.submitted_at.timestamp() * 1000)
     member = f"{entry.submission_id}:{millis}"
-    return member if entry.participant is None else f"{member}:{entry.participant}"
+    if entry.participant is None:
+        return member
+    return f"{member}:{entry.participant}:{MEASURED}" if entry.measured else f"{member}:{entry.participant}"
 
 
 COMPLETE_BASE = 1 << 52
@@ -65,14 +72,15 @@ def _complete(version: object) -> bool:
 
 def _decode(member: bytes, composite: float) -> Entry:
     """Inverse of _member/composite_key; raises ValueError on anything malformed."""
-    id_text, millis_text, *name = member.decode("ascii").split(":")
+    id_text, millis_text, *rest = member.decode("ascii").split(":")
     submission_id, millis = int(id_text), int(millis_text)
     key = int(composite)
     score, keyed_id = from_composite(key)
-    if key != composite or keyed_id != submission_id or len(name) > 1:
+    measured = len(rest) == 2 and rest[1] == MEASURED
+    if key != composite or keyed_id != submission_id or len(rest) > 2 or (len(rest) == 2 and not measured):
         raise ValueError(f"index member {member!r} does not match its score")
     submitted_at = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
-    return Entry(submission_id, score, submitted_at, name[0] if name else None)
+    return Entry(submission_id, score, submitted_at, rest[0] if rest else None, measured)
 
 
 class RedisLeaderboard:

@@ -19,9 +19,9 @@ from gpuq.store import tables
 TABLE = tables.SUBMISSIONS
 PARTICIPANTS = tables.PARTICIPANTS
 _FLAG = {"all": TABLE.c.ranked, "best": TABLE.c.leads}
-_ENTRIES = select(TABLE.c.id, TABLE.c.score, TABLE.c.created_at, PARTICIPANTS.c.name).outerjoin(
-    PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id
-)
+_ENTRIES = select(
+    TABLE.c.id, TABLE.c.score, TABLE.c.created_at, PARTICIPANTS.c.name, TABLE.c.provenance == "measured"
+).outerjoin(PARTICIPANTS, PARTICIPANTS.c.id == TABLE.c.participant_id)
 _COUNTS = select(func.count().filter(TABLE.c.ranked), func.count().filter(TABLE.c.leads))
 
 
@@ -55,7 +55,7 @@ class DatabaseLeaderboard:
             mine = or_(TABLE.c.id == submission_id, TABLE.c.participant_id == owner)
         with self._connect() as connection:
             rows = connection.execute(_ENTRIES.add_columns(TABLE.c.ranked, TABLE.c.leads).where(mine)).all()
-        return [(Entry(*row[:4]), row[4], row[5]) for row in rows]
+        return [(Entry(*row[:5]), row[5], row[6]) for row in rows]
 
     def page(self, offset: int, limit: int, view: str = DEFAULT_VIEW) -> Page:
         flag = _FLAG[view]
@@ -96,5 +96,5 @@ class DatabaseLeaderboard:
                 .order_by(TABLE.c.id)
                 .limit(batch)
             ).all():
-                yield [(Entry(*row[:4]), row[4]) for row in rows]
+                yield [(Entry(*row[:5]), row[5]) for row in rows]
                 last = rows[-1][0]

@@ -95,7 +95,9 @@ class StoredSubmission:
     @property
     def entry(self) -> Entry:
         """Its place on the leaderboard."""
-        return Entry(self.id, self.score, self.created_at, self.participant)
+        return Entry(
+            self.id, self.score, self.created_at, self.participant, self.provenance.kind == "measured"
+        )
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> StoredSubmission:

@@ -82,7 +82,15 @@ def test_leaderboard_orders_by_score_and_breaks_ties_by_earlier_submission(clien
     assert [e["submission_id"] for e in board["leaderboard"]] == [top, first_tie, second_tie, low]
     assert [e["rank"] for e in board["leaderboard"]] == [1, 2, 3, 4]
     assert board["total"] == 4 and board["limit"] == 10 and board["offset"] == 0
-    assert set(board["leaderboard"][0]) == {"rank", "submission_id", "participant", "score", "submitted_at"}
+    assert set(board["leaderboard"][0]) == {
+        "rank",
+        "submission_id",
+        "participant",
+        "score",
+        "submitted_at",
+        "provenance",
+    }
+    assert board["leaderboard"][0]["provenance"] == "self-reported"
     assert board["view"] == "best"
     assert client.get(f"/submissions/{second_tie}").get_json()["rank"] == 3
 

@@ -33,3 +33,19 @@ def test_key_is_below_2_53_and_survives_a_double(score, submission_id):
 def test_ids_outside_the_key_are_refused(bad_id):
     with pytest.raises(ValueError):
         composite_key(Decimal("50"), bad_id)
+
+
+@pytest.mark.parametrize("participant", [None, "alice"])
+@pytest.mark.parametrize("measured", [False, True])
+def test_an_index_member_keeps_who_and_whether_measured(participant, measured):
+    import datetime as dt
+
+    from gpuq.leaderboard import Entry
+    from gpuq.leaderboard.index import _decode, _member
+    from gpuq.leaderboard.rule import composite_key
+
+    measured = measured and participant is not None  # only a participant's result is measured
+    entry = Entry(42, Decimal("87.95"), dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC), participant, measured)
+    assert _decode(_member(entry).encode(), float(composite_key(entry.score, 42))) == entry
+    with pytest.raises(ValueError):
+        _decode(b"42:1765108800000:alice:x", float(composite_key(entry.score, 42)))

@@ -31,8 +31,15 @@
     for (const e of entries) {
       const row = body.insertRow();
       row.dataset.submissionId = e.submission_id;
-      row.append(cell(String(e.rank)), cell(e.participant || "#" + e.submission_id),
-                 cell(e.score.toFixed(2), "score"), cell(time(e.submitted_at)));
+      const who = cell(e.participant || "#" + e.submission_id);
+      if (e.provenance === "measured") {  // a mark for results the server derived from evidence
+        const mark = document.createElement("span");
+        mark.className = "measured";
+        mark.title = "measured: derived by the server from the run's evidence";
+        mark.textContent = " ✓ measured";
+        who.append(mark);
+      }
+      row.append(cell(String(e.rank)), who, cell(e.score.toFixed(2), "score"), cell(time(e.submitted_at)));
       if (e.submission_id === freshId) row.className = "fresh";
     }
   }
