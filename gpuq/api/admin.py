@@ -20,7 +20,7 @@ from gpuq import audit, export
 from gpuq.api import auth, params, spec
 from gpuq.api.body import read_json_object
 from gpuq.api.context import runtime
-from gpuq.api.params import AUDIT, bool_param, choice_param
+from gpuq.api.params import AUDIT, HISTORY, bool_param, choice_param
 from gpuq.api.schemas import (
     AdminParticipantIn,
     PoolSizeIn,
@@ -122,6 +122,17 @@ def accept_submission(submission_id: int) -> Response:
     """Rank a result the results policy held for review."""
     store.check_id(submission_id)
     return _decided(runtime().moderation.accept(submission_id, _reason(), _actor()))
+
+
+@bp.get("/submissions")
+def withheld_submissions() -> Response:
+    """The results kept off the board, for review: ?withheld=review (the default), evidence or policy."""
+    reason = choice_param("withheld", store.WITHHELD, "review")
+    limit, offset = HISTORY.read()
+    found, total = runtime().submissions.withheld(reason, offset, limit)
+    return jsonify(
+        {"submissions": found, "withheld": reason, "total": total, "limit": limit, "offset": offset}
+    )
 
 
 @bp.get("/submissions/<int:submission_id>/evidence")
@@ -436,6 +447,26 @@ OPERATIONS: spec.Operations = {
         {**spec.MODERATION, "409": spec.problem("The submission is not held for review.")},
         parameters=[spec.SUBMISSION_ID],
         requestBody=spec.body("ReasonIn"),
+    ),
+    ("/admin/submissions", "get"): spec.admin(
+        "adminWithheldSubmissions",
+        "The results kept off the board, newest first: held for review, or withheld by evidence or policy",
+        {
+            "200": {
+                "description": "One page.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "400": spec.problem("A bad withheld, limit or offset."),
+        },
+        parameters=[
+            {
+                "name": "withheld",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["review", "evidence", "policy"], "default": "review"},
+            },
+            *HISTORY.openapi(),
+        ],
     ),
     ("/admin/submissions/{submission_id}/evidence", "get"): spec.admin(
         "adminGetEvidence",

@@ -229,6 +229,14 @@ Index(
     postgresql_where=Submission.leads,
     sqlite_where=Submission.leads,
 )
+# The results kept off the board (gpuq.submissions.store.withheld_page): few, newest first.
+Index(
+    "ix_submissions_withheld",
+    Submission.withheld,
+    Submission.id,
+    postgresql_where=Submission.withheld.is_not(None),
+    sqlite_where=Submission.withheld.is_not(None),
+)
 # A GPU model's board (gpuq.leaderboard.gpus), in the rule's order.
 Index(
     "ix_submissions_gpu_ranked",

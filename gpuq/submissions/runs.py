@@ -22,7 +22,7 @@ import zlib
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpuq.clock import iso_z, to_millis
@@ -72,6 +72,15 @@ def issue(connection: Connection, participant_id: int, now: dt.datetime, lifetim
         )
     )
     return issued
+
+
+def purge_unused(connection: Connection, now: dt.datetime) -> int:
+    """Delete the tickets that expired unused a day or more ago (used ones stay: their
+    evidence names them); returns how many."""
+    stale = now - dt.timedelta(days=1)
+    return connection.execute(
+        delete(TICKETS).where(TICKETS.c.used_at.is_(None), TICKETS.c.expires_at < stale)
+    ).rowcount
 
 
 def check(connection: Connection, ticket_id: str, participant_id: int, nonce: str, now: dt.datetime) -> None:

@@ -169,6 +169,7 @@ class SubmissionService:
         RateLimited when a submission limit is used up (the run's evidence would be refused
         after the run)."""
         self.check_submitter(member)
+        self._purge_hourly(self._clock())
         for scope, item, usage in self._limits.usage(address, member.id) if self._limits.enabled else []:
             if scope != "daily" and usage.remaining == 0:
                 raise RateLimited(
@@ -348,7 +349,7 @@ class SubmissionService:
     ) -> Receipt:
         scope = scope_of(address, member)
         moment = self._clock()
-        self._purge_expired_keys_hourly(moment)
+        self._purge_hourly(moment)
         with self._database.connect() as connection:
             # The claim lives and dies with this transaction (gpuq.submissions.idempotency).
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
@@ -368,13 +369,14 @@ class SubmissionService:
             log.exception("could not keep the response of an idempotent submission")
         return receipt
 
-    def _purge_expired_keys_hourly(self, moment: dt.datetime) -> None:
-        """Expired keys are ignored by `claim`; this keeps the table from growing (once an hour
-        per service)."""
+    def _purge_hourly(self, moment: dt.datetime) -> None:
+        """Expired Idempotency-Keys are ignored by `claim`, expired tickets by `runs.check`;
+        this keeps both tables from growing (once an hour per service)."""
         if self._purge_due is None or moment >= self._purge_due:
             self._purge_due = moment + dt.timedelta(hours=1)
             with self._database.autocommit() as connection:
                 idempotency.purge_expired(connection, moment)
+                runs.purge_unused(connection, moment)
 
     def _replayed(self, replay: idempotency.Replay) -> Receipt:
         metrics.submission_replayed()
@@ -438,6 +440,23 @@ class SubmissionService:
         except Exception:
             log.exception("rank look-up failed after commit")
             return None
+
+    def withheld(self, reason: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The results kept off the board for `reason` ("evidence", "review", "policy"), newest
+        first, as admins review them; and how many there are."""
+        with self._database.autocommit() as connection:
+            found, total = store.withheld_page(connection, reason, offset, limit)
+        return [
+            {
+                "submission_id": submission.id,
+                "participant": submission.participant,
+                "score": number(submission.score),
+                "submitted_at": iso_z(submission.created_at),
+                "status": submission.status,
+                **provenance_json(submission),
+            }
+            for submission in found
+        ], total
 
     def evidence(self, submission_id: int) -> dict[str, Any]:
         """A measured submission's evidence as it was stored, with its checks; raises NotFound."""

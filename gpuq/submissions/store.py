@@ -280,6 +280,20 @@ def earlier_scores(connection: Connection, submission_id: int) -> list[tuple[int
     return [(version, earlier) for version, earlier in rows]
 
 
+WITHHELD = ("evidence", "review", "policy")
+
+
+def withheld_page(
+    connection: Connection, reason: str, offset: int, limit: int
+) -> tuple[list[StoredSubmission], int]:
+    """The submissions withheld for `reason` (one of WITHHELD), newest first, and how many
+    there are (index ix_submissions_withheld)."""
+    mine = TABLE.c.withheld == reason
+    rows = connection.execute(_DETAIL.where(mine).order_by(TABLE.c.id.desc()).offset(offset).limit(limit))
+    total = connection.scalar(select(func.count()).select_from(TABLE).where(mine)) or 0
+    return [StoredSubmission.from_row(row) for row in rows.mappings()], total
+
+
 SAME_GPU_SAMPLE = 1000
 """How many of a GPU model's latest ranked measured results its distribution is taken from."""
 

@@ -489,3 +489,33 @@ def test_a_measured_result_that_is_not_the_lead_still_puts_its_owner_in_line_at_
     measured = send(api, key, ticket, body).get_json()
     assert measured["gpu_model"] == "NVIDIA H100 80GB HBM3"
     assert api.get("/slots").get_json()["slots"][0]["holder"] == "both"  # no sweep needed
+
+
+def test_admins_list_the_results_held_for_review(make_app):
+    app = make_app(hold_flags="all_maximum")
+    api = app.test_client()
+    admin = make_admin(app)
+    held = [submit_as(api, address=f"10.0.0.{i}", **PERFECT).get_json()["submission_id"] for i in (1, 2)]
+    submit_as(api, address="10.0.0.3")  # ranked: not listed
+    listed = api.get("/admin/submissions", headers=bearer(admin)).get_json()
+    assert [row["submission_id"] for row in listed["submissions"]] == held[::-1]
+    assert (listed["total"], listed["withheld"]) == (2, "review")
+    assert listed["submissions"][0]["flags"][0]["code"] == "all_maximum"
+    assert api.get("/admin/submissions?withheld=evidence", headers=bearer(admin)).get_json()["total"] == 0
+    assert api.get("/admin/submissions?withheld=other", headers=bearer(admin)).status_code == 400
+
+
+def test_tickets_that_expired_unused_are_purged_after_a_day(make_app, clock):
+    from sqlalchemy import text
+
+    from gpuq.store.db import get_db
+
+    app = make_app(clock=clock)
+    api = app.test_client()
+    key = register(api, "forgetful")
+    stale = ticket_for(api, key)
+    clock.advance(2 * 86400)
+    ticket_for(api, key)  # the hourly purge runs when a ticket is issued
+    with get_db(app).engine.connect() as connection:
+        ids = [row[0] for row in connection.execute(text("SELECT id FROM run_tickets"))]
+    assert stale["ticket_id"] not in ids and len(ids) == 1

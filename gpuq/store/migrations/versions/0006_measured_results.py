@@ -36,6 +36,13 @@ def upgrade() -> None:
             "withheld IS NULL OR withheld IN ('evidence', 'review', 'policy')",
         )
     op.create_index(
+        "ix_submissions_withheld",
+        "submissions",
+        ["withheld", "id"],
+        postgresql_where=sa.text("withheld IS NOT NULL"),
+        sqlite_where=sa.text("withheld IS NOT NULL"),
+    )
+    op.create_index(
         "ix_submissions_gpu_ranked",
         "submissions",
         ["gpu_model", sa.text("score DESC"), "id"],
@@ -99,6 +106,7 @@ def downgrade() -> None:
     op.drop_table("run_tickets")
     op.drop_table("result_policy")
     op.drop_index("ix_submissions_gpu_ranked", table_name="submissions")
+    op.drop_index("ix_submissions_withheld", table_name="submissions")
     with op.batch_alter_table("slot_policy") as batch:
         batch.drop_column("measured_only")
     with op.batch_alter_table("submissions") as batch:
