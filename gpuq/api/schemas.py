@@ -26,7 +26,7 @@ from pydantic import (
 
 from gpuq.api.body import json_type
 from gpuq.errors import FieldError, InvalidInput
-from gpuq.evidence.model import Evidence, Gpu, Run, Samples
+from gpuq.evidence.model import Evidence, Gpu, Run, Samples, model_name
 from gpuq.store.models import MAX_COMPLETION_SECONDS
 
 METRIC_QUANTUM = Decimal("0.0001")
@@ -94,6 +94,11 @@ class SubmissionIn(BaseModel):
     power_efficiency: Percent
     completion_time: Seconds
     accuracy: Percent
+    gpu_model: Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S")] | None = Field(
+        None,
+        description="Optional: the GPU model the numbers were measured on, as declared (a measured "
+        "result's model comes from its evidence instead).",
+    )
 
 
 MAX_SAMPLES = 36_000
@@ -218,7 +223,7 @@ class EvidenceIn(BaseModel):
             nonce=self.nonce,
             rate_hz=self.rate_hz,
             gpu=Gpu(
-                name=" ".join(self.gpu.name.split()),  # one board per model however it is spaced
+                name=model_name(self.gpu.name),
                 uuid=self.gpu.uuid,
                 driver=self.gpu.driver,
                 power_limit_w=self.gpu.power_limit_w,
@@ -365,7 +370,10 @@ class LeaderboardPage(BaseModel):
 
 class GpuModel(BaseModel):
     model: str
-    results: int = Field(description="Ranked measured results on this model.")
+    results: int = Field(
+        description="Ranked results on this model (measured, or self-reported declaring it)."
+    )
+    measured: int = Field(description="How many of them are measured.")
     participants: int = Field(description="Participants among them (anonymous results not counted).")
 
 

@@ -21,9 +21,14 @@ def submit_qualification() -> Response:
     intake = take_in(auth.caller)
     if isinstance(intake, Response):
         return intake
-    metrics = validate(SubmissionIn, intake.body).model_dump()
+    body = validate(SubmissionIn, intake.body)
     receipt = runtime().submissions.submit(
-        metrics, intake.address, intake.member, intake.idempotent, on_usage=report
+        body.model_dump(exclude={"gpu_model"}),
+        intake.address,
+        intake.member,
+        intake.idempotent,
+        on_usage=report,
+        declared_gpu=body.gpu_model,
     )
     return created(receipt)
 

@@ -17,6 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 
+def model_name(name: str) -> str:
+    """A GPU model's name as boards compare it: spaces collapsed, so one model is one board."""
+    return " ".join(name.split())
+
+
 @dataclasses.dataclass(frozen=True)
 class Gpu:
     """The GPU the run used, as NVML names it."""

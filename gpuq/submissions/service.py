@@ -33,7 +33,7 @@ from gpuq.evidence.checks import Context, check, failed, refusal
 from gpuq.evidence.derive import Derived, MissingMeasurement, derive
 from gpuq.evidence.flags import CODES as FLAG_CODES
 from gpuq.evidence.flags import flags
-from gpuq.evidence.model import Evidence, encode
+from gpuq.evidence.model import Evidence, encode, model_name
 from gpuq.leaderboard import Leaderboard
 from gpuq.live.board import announce
 from gpuq.live.bus import EventBus
@@ -117,6 +117,16 @@ def _render(value: dict[str, Any]) -> str:
 def scope_of(address: str, member: Member | None) -> str:
     """Whose Idempotency-Keys these are: the participant's, or the address's when anonymous."""
     return address if member is None else f"participant:{member.id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How one submission is to be stored: the results policy read for it, and either its
+    measurement or its provenance as a self-reported result."""
+
+    rules: ResultPolicy
+    measurement: _Measurement | None
+    self_reported: store.Provenance
 
 
 class SubmissionService:
@@ -219,8 +229,10 @@ class SubmissionService:
         idempotency_key: tuple[str, str] | None = None,
         on_usage: Callable[[Usage | None], None] = lambda _usage: None,
         measurement: _Measurement | None = None,
+        declared_gpu: str | None = None,
     ) -> Receipt:
-        """Accept validated `metrics` from `address` (and `member`, None when anonymous).
+        """Accept validated `metrics` from `address` (and `member`, None when anonymous);
+        `declared_gpu` is the GPU model a self-reported result names.
 
         `idempotency_key` is (key, body fingerprint) when the client sent one. `on_usage`
         hears the tighter submission quota as soon as one is taken, so that the rate-limit
@@ -234,20 +246,17 @@ class SubmissionService:
         # transaction takes SQLite's write lock, which a second connection would then wait for.
         rules = self._policy.get()
         self._profiles.get()
+        plan = _Plan(rules, measurement, _self_reported(metrics, rules, declared_gpu))
         if idempotency_key is not None:
-            return self._submit_once(metrics, address, member, *idempotency_key, on_usage, measurement, rules)
+            return self._submit_once(metrics, address, member, *idempotency_key, on_usage, plan)
         if member is None:
             on_usage(self._limits.take_submitter(address, None))
             # Autocommit: the single INSERT is its own transaction, durable before the 201.
             with self._database.autocommit() as connection:
-                submission, profile = self._record(
-                    connection, metrics, address, member, _self_reported(metrics, rules)
-                )
+                submission, profile = self._record(connection, metrics, address, member, plan.self_reported)
             return self._accepted(submission, profile)
         with self._database.connect() as connection:
-            submission, profile, checks = self._store(
-                connection, metrics, address, member, on_usage, measurement, rules
-            )
+            submission, profile, checks = self._store(connection, metrics, address, member, on_usage, plan)
             connection.commit()
         return self._accepted(submission, profile, checks)
 
@@ -258,17 +267,15 @@ class SubmissionService:
         address: str,
         member: Member | None,
         on_usage: Callable[[Usage | None], None],
-        measurement: _Measurement | None,
-        rules: ResultPolicy,
+        plan: _Plan,
     ) -> tuple[StoredSubmission, Profile, list[dict[str, Any]] | None]:
         """In the caller's transaction: the run ticket (measured), the submission quotas, the
         row, and the evidence with its checks (measured); returns the checks' results."""
         member_id = None if member is None else member.id
+        measurement, rules = plan.measurement, plan.rules
         if measurement is None:
             on_usage(self._limits.take_submitter(address, member_id, connection))
-            submission, profile = self._record(
-                connection, metrics, address, member, _self_reported(metrics, rules)
-            )
+            submission, profile = self._record(connection, metrics, address, member, plan.self_reported)
             return submission, profile, None
         assert member is not None, "a measured result needs a participant: their ticket"
         evidence, now = measurement.evidence, self._clock()
@@ -344,8 +351,7 @@ class SubmissionService:
         key: str,
         digest: str,
         on_usage: Callable[[Usage | None], None],
-        measurement: _Measurement | None,
-        rules: ResultPolicy,
+        plan: _Plan,
     ) -> Receipt:
         scope = scope_of(address, member)
         moment = self._clock()
@@ -355,7 +361,7 @@ class SubmissionService:
             replay = idempotency.claim(connection, scope, key, digest, moment, self._abandoned_after)
             if replay is None:
                 submission, profile, checks = self._store(
-                    connection, metrics, address, member, on_usage, measurement, rules
+                    connection, metrics, address, member, on_usage, plan
                 )
                 idempotency.complete(connection, scope, key, submission.id)
                 connection.commit()
@@ -490,7 +496,14 @@ class SubmissionService:
         }
 
 
-def _self_reported(metrics: Mapping[str, Decimal], rules: ResultPolicy) -> store.Provenance:
-    """A self-reported result's provenance: its flags, and what the results policy makes of it."""
+def _self_reported(
+    metrics: Mapping[str, Decimal], rules: ResultPolicy, declared_gpu: str | None
+) -> store.Provenance:
+    """A self-reported result's provenance: the GPU model it declares, its flags, and what the
+    results policy makes of it."""
     raised = tuple(flags(metrics))
-    return store.Provenance(flags=raised, withheld=rules.withheld("self-reported", raised))
+    return store.Provenance(
+        gpu_model=None if declared_gpu is None else model_name(declared_gpu),
+        flags=raised,
+        withheld=rules.withheld("self-reported", raised),
+    )

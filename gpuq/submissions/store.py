@@ -303,7 +303,7 @@ def gpu_completion_times(connection: Connection, model: str) -> list[Decimal]:
     SAME_GPU_SAMPLE; index ix_submissions_gpu_ranked)."""
     rows = connection.execute(
         select(TABLE.c.completion_time)
-        .where(TABLE.c.ranked, TABLE.c.gpu_model == model)
+        .where(TABLE.c.ranked, TABLE.c.gpu_model == model, TABLE.c.provenance == "measured")
         .order_by(TABLE.c.id.desc())
         .limit(SAME_GPU_SAMPLE)
     )

@@ -334,8 +334,8 @@ def test_each_gpu_model_has_a_board_of_its_measured_results(api, clock):
         ids.append(answer.get_json()["submission_id"])
     assert api.get("/gpus").get_json() == {
         "gpus": [
-            {"model": "NVIDIA H100 80GB HBM3", "results": 3, "participants": 2},
-            {"model": "NVIDIA A100-SXM4-40GB", "results": 1, "participants": 1},
+            {"model": "NVIDIA H100 80GB HBM3", "results": 3, "measured": 3, "participants": 2},
+            {"model": "NVIDIA A100-SXM4-40GB", "results": 1, "measured": 1, "participants": 1},
         ]
     }
     h100 = api.get("/leaderboard", query_string={"gpu": "NVIDIA H100 80GB HBM3"}).get_json()
@@ -519,3 +519,22 @@ def test_tickets_that_expired_unused_are_purged_after_a_day(make_app, clock):
     with get_db(app).engine.connect() as connection:
         ids = [row[0] for row in connection.execute(text("SELECT id FROM run_tickets"))]
     assert stale["ticket_id"] not in ids and len(ids) == 1
+
+
+def test_a_self_reported_result_may_declare_its_gpu_and_is_marked_on_that_board(api, clock):
+    key = register(api, "declarer")
+    declared = submit_as(api, key, gpu_model="NVIDIA  H100 80GB HBM3").get_json()
+    assert (declared["provenance"], declared["gpu_model"]) == ("self-reported", "NVIDIA H100 80GB HBM3")
+    measurer = register(api, "measurer2")
+    ticket = ticket_for(api, measurer)
+    clock.advance(21)
+    assert send(api, measurer, ticket, evidence_for(ticket)).status_code == 201
+    board = api.get("/leaderboard", query_string={"gpu": "NVIDIA H100 80GB HBM3"}).get_json()["leaderboard"]
+    assert [(row["participant"], row["provenance"]) for row in board] == [
+        ("declarer", "self-reported"),
+        ("measurer2", "measured"),
+    ]
+    assert api.get("/gpus").get_json()["gpus"] == [
+        {"model": "NVIDIA H100 80GB HBM3", "results": 2, "measured": 1, "participants": 2}
+    ]
+    assert submit_as(api, key, gpu_model="   ").status_code == 422
