@@ -44,6 +44,10 @@ PARTICIPANTS = tables.PARTICIPANTS
 PROFILES = tables.SCORING_PROFILES
 
 
+RANKABLE = and_(TABLE.c.disqualified_at.is_(None), TABLE.c.withheld.is_(None))
+"""A submission that is neither disqualified nor withheld (its participant aside)."""
+
+
 def lock_admin_changes(connection: Connection) -> None:
     """Serialise admin changes (see the module docstring). SQLite serialises writers anyway."""
     connection.execute(select(PROFILES.c.version).where(PROFILES.c.active).with_for_update())
@@ -57,11 +61,7 @@ def rank_participant(connection: Connection, participant_id: int) -> None:
     connection.execute(
         update(TABLE)
         .where(TABLE.c.participant_id == participant_id)
-        .values(
-            ranked=and_(
-                TABLE.c.disqualified_at.is_(None), owner_disqualified.is_(None), TABLE.c.withheld.is_(None)
-            )
-        )
+        .values(ranked=and_(RANKABLE, owner_disqualified.is_(None)))
     )
     place_leaders(connection, participant_id)
 
@@ -89,7 +89,7 @@ def place_leaders(connection: Connection, participant_id: int | None = None) -> 
 
 
 def place_anonymous(connection: Connection, submission_id: int) -> None:
-    ranked = and_(TABLE.c.disqualified_at.is_(None), TABLE.c.withheld.is_(None))
+    ranked = RANKABLE
     connection.execute(update(TABLE).where(TABLE.c.id == submission_id).values(ranked=ranked, leads=ranked))
 
 

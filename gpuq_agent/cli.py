@@ -158,7 +158,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         f"({len(measured.samples['t'])} samples)",
     ]
     lines += [f"check failed: {code}" for code in failed]
-    lines += [f"flag: {flag['code']} ({flag['detail']})" for flag in answer.get("flags", [])]
+    lines += _flag_lines(answer)
     _show(args, answer, "\n".join(lines))
     return 1 if failed else 0
 
@@ -204,13 +204,14 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
     if not isinstance(body, dict):
         raise ValueError(f"{args.file} must hold a JSON object with the five metrics")
     answer = client.post("/submit_qualification", body)
-    flags = "".join(f"\nflag: {flag['code']} ({flag['detail']})" for flag in answer.get("flags", []))
-    _show(
-        args,
-        answer,
-        f"submission {answer['submission_id']}: score {answer['score']}, rank {answer['rank']}{flags}",
-    )
+    lines = [f"submission {answer['submission_id']}: score {answer['score']}, rank {answer['rank']}"]
+    _show(args, answer, "\n".join(lines + _flag_lines(answer)))
     return 0
+
+
+def _flag_lines(answer: dict[str, Any]) -> list[str]:
+    """The plausibility flags of a submission's answer, a line each."""
+    return [f"flag: {flag['code']} ({flag['detail']})" for flag in answer.get("flags", [])]
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:
@@ -244,13 +245,9 @@ def _slots(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _accept(client: Client, args: argparse.Namespace) -> int:
-    _answer_offer(client, args, args.slot, "accept")
-    return 0
-
-
-def _decline(client: Client, args: argparse.Namespace) -> int:
-    _answer_offer(client, args, args.slot, "decline")
+def _offer(client: Client, args: argparse.Namespace) -> int:
+    """`accept SLOT` or `decline SLOT`: answer the offer of a slot."""
+    _answer_offer(client, args, args.slot, args.command)
     return 0
 
 
@@ -314,8 +311,8 @@ COMMANDS = {
     "status": _status,
     "quota": _quota,
     "slots": _slots,
-    "accept": _accept,
-    "decline": _decline,
+    "accept": _offer,
+    "decline": _offer,
     "watch": _watch,
 }
 

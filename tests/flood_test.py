@@ -16,7 +16,7 @@ from contextlib import ExitStack
 
 import redis
 
-from tests.services import EventStream
+from tests.services import EventStream, poll
 
 SLOW_BODY = (
     b"POST /submit_qualification HTTP/1.1\r\nHost: gpuq\r\nContent-Type: application/json\r\n"
@@ -183,13 +183,6 @@ def test_head_of_the_stream_takes_no_stream_slot(start_server, tmp_path):
         assert response.getheader("Content-Type").startswith("text/event-stream")
         connection.close()
     assert stream_status(server.base) == 200  # the one slot is still free
-
-
-def poll(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not reached within {timeout} s: {what}"
-        time.sleep(0.1)
 
 
 def worker_pids(server) -> list[int]:

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +27,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, WORKED_EXAMPLE, Server, bearer
+from tests.services import poll
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -78,16 +78,6 @@ class RawStream:
     def close(self) -> None:
         self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Wait until `condition()` is truthy (checked every 50 ms); returns its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def scrape(base: str) -> Samples:

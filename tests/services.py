@@ -18,7 +18,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -101,6 +103,17 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+
+
+def poll(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Wait until `condition()` is truthy (checked every 50 ms); returns its value. For state
+    another process reaches in its own time (a server's log line, a lease running out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 class RedisServer:

@@ -13,13 +13,15 @@ nothing is cached.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, Response, current_app, json, jsonify
 
 from gpuq.api import params, spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
 from gpuq.api.params import LEADERBOARD, choice_param, text_param
-from gpuq.leaderboard import DEFAULT_VIEW, VIEWS
+from gpuq.leaderboard import DEFAULT_VIEW, VIEWS, Page
 from gpuq.leaderboard.gpus import MAX_MODEL_LENGTH
 from gpuq.serialize import entry
 
@@ -50,16 +52,7 @@ def leaderboard() -> Response:
     if version is not None and cached is not None and cached[0] == version:
         return Response(cached[1], mimetype="application/json")
     page = board.page(offset, limit, view)
-    body = json.dumps(
-        {
-            "leaderboard": [entry(offset + i + 1, item) for i, item in enumerate(page.entries)],
-            "view": view,
-            "total": page.total,
-            "limit": limit,
-            "offset": offset,
-        },
-        separators=(",", ":"),
-    ).encode()
+    body = _render(page, view, offset, limit)
     if page.version is not None:
         if len(cache) >= CACHE_PAGES:
             cache.clear()
@@ -69,16 +62,21 @@ def leaderboard() -> Response:
 
 def _gpu_board(model: str, offset: int, limit: int, view: str) -> Response:
     page = runtime().gpus.page(model, offset, limit, view)
-    return jsonify(
-        {
-            "leaderboard": [entry(offset + i + 1, item) for i, item in enumerate(page.entries)],
-            "view": view,
-            "gpu": model,
-            "total": page.total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
+    return Response(_render(page, view, offset, limit, model), mimetype="application/json")
+
+
+def _render(page: Page, view: str, offset: int, limit: int, gpu: str | None = None) -> bytes:
+    """A page of a board as GET /leaderboard answers it (`gpu` names a GPU model's board)."""
+    body: dict[str, Any] = {
+        "leaderboard": [entry(offset + i + 1, item) for i, item in enumerate(page.entries)],
+        "view": view,
+        "total": page.total,
+        "limit": limit,
+        "offset": offset,
+    }
+    if gpu is not None:
+        body["gpu"] = gpu
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 @bp.get("/gpus")

@@ -110,12 +110,16 @@ def energy_used(samples: Samples) -> Decimal:
     return integral
 
 
+def counter_span(samples: Samples) -> tuple[Decimal, Decimal] | None:
+    """The energy counter at the first and the last sample (None unless both were read)."""
+    first, last = samples.energy_j[0], samples.energy_j[-1]
+    return None if first is None or last is None else (first, last)
+
+
 def counter_delta(samples: Samples) -> Decimal | None:
     """The energy counter's increase from the first to the last sample, if both were read."""
-    first, last = samples.energy_j[0], samples.energy_j[-1]
-    if first is None or last is None:
-        return None
-    return last - first
+    span = counter_span(samples)
+    return None if span is None else span[1] - span[0]
 
 
 def power_integral(samples: Samples) -> Decimal | None:

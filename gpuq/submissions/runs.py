@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import secrets
 import zlib
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gpuq.clock import iso_z, to_millis
 from gpuq.evidence.checks import Result, refusal
+from gpuq.evidence.derive import counter_span
 from gpuq.evidence.model import Evidence
 from gpuq.store import tables
 
@@ -138,15 +138,9 @@ def refuse_replay(connection: Connection, digest: str) -> None:
         raise refusal("evidence_replayed", 409)
 
 
-def counter_span(evidence: Evidence) -> tuple[Decimal, Decimal] | None:
-    """The energy counter at the first and the last sample (None where it was not read)."""
-    first, last = evidence.samples.energy_j[0], evidence.samples.energy_j[-1]
-    return None if first is None or last is None else (first, last)
-
-
 def energy_reused(connection: Connection, evidence: Evidence) -> bool:
     """Whether stored evidence from the same GPU covers part of this run's counter span."""
-    span = counter_span(evidence)
+    span = counter_span(evidence.samples)
     if span is None:
         return False
     overlapping = select(EVIDENCE.c.submission_id).where(
@@ -167,7 +161,7 @@ def use(
 ) -> None:
     """Record the submission that used the ticket and keep the evidence with its check results."""
     ticket_id = evidence.ticket_id
-    span = counter_span(evidence)
+    span = counter_span(evidence.samples)
     connection.execute(update(TICKETS).where(TICKETS.c.id == ticket_id).values(submission_id=submission_id))
     connection.execute(
         insert(EVIDENCE).values(

@@ -127,6 +127,7 @@ class _Plan:
     rules: ResultPolicy
     measurement: _Measurement | None
     self_reported: store.Provenance
+    """Used when `measurement` is None."""
 
 
 class SubmissionService:
