@@ -179,6 +179,64 @@ def test_the_board_page_shows_a_new_submission_without_a_reload(start_live, tmp_
         driver.quit()
 
 
+def measured_result(server, name: str, model: str, util: float) -> dict:
+    """`name` registers and submits a measured run on GPU `model`; returns the answer."""
+    key = http_register(server.base, name)
+    ticket = requests.post(f"{server.base}/runs", headers=bearer(key), timeout=10).json()
+    body = evidence_for(ticket, seconds=0.3, util=util)
+    body["gpu"]["name"] = model
+    answer = requests.post(
+        f"{server.base}{ticket['evidence_url']}", json=body, headers=bearer(key), timeout=10
+    )
+    assert answer.status_code == 201 and answer.json()["ranked"] is True, answer.text
+    return answer.json()
+
+
+def test_the_board_of_one_gpu_model_shows_only_its_results_and_follows_the_stream(start_live, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    h100, a100 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"
+    server = start_live(DATABASE_URL=f"sqlite:///{tmp_path / 'gpu-board.sqlite3'}")
+    alice = measured_result(server, "alice", h100, 80.0)
+    measured_result(server, "bob", a100, 95.0)  # best overall, on another model
+    too_long = requests.get(f"{server.base}/board", params={"gpu": "x" * 129}, timeout=10)
+    assert too_long.status_code == 400 and too_long.headers["Content-Type"] == "application/problem+json"
+    driver = browser()
+    try:
+        driver.get(f"{server.base}/board?gpu=" + requests.utils.quote(h100))
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.ID, "connection"), "live"))
+
+        def ids() -> list[str]:  # read in one script: the rows are re-rendered at any moment
+            return driver.execute_script(
+                "return [...document.querySelectorAll('#leaders tbody tr')].map(r => r.dataset.submissionId)"
+            )
+
+        WebDriverWait(driver, 5).until(lambda _d: ids() == [str(alice["submission_id"])])
+        assert h100 in driver.find_element(By.ID, "leaders-title").text
+        WebDriverWait(driver, 5).until(EC.text_to_be_present_in_element((By.ID, "gpus"), a100))
+        current = driver.execute_script(
+            "return [...document.querySelectorAll('#gpus a[aria-current=page]')].map((a) => a.textContent)"
+        )
+        assert current == [f"{h100} (1)"]
+
+        carol = measured_result(server, "carol", h100, 90.0)  # ranks above alice on the H100 board
+        WebDriverWait(driver, 5).until(
+            lambda _d: ids() == [str(carol["submission_id"]), str(alice["submission_id"])]
+        )
+        measured_result(server, "dave", a100, 99.0)  # another model's: never on this board
+        erin = measured_result(server, "erin", h100, 70.0)
+        expected = [str(carol["submission_id"]), str(alice["submission_id"]), str(erin["submission_id"])]
+        WebDriverWait(driver, 5).until(lambda _d: ids() == expected)
+        assert driver.find_element(By.ID, "total").text == "3"
+        WebDriverWait(driver, 5).until(EC.text_to_be_present_in_element((By.ID, "gpus"), f"{h100} (3)"))
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "board-gpu.png"))
+    finally:
+        driver.quit()
+
+
 def test_a_refused_board_says_why_and_goes_live_once_a_stream_is_free(start_live, tmp_path):
     """The sixth viewer behind one address used to get an empty page for good after its 429."""
     from selenium.webdriver.common.by import By

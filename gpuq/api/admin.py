@@ -28,6 +28,7 @@ from gpuq.api.schemas import (
     ReasonIn,
     ResultPolicyIn,
     SlotIn,
+    SlotModelIn,
     SlotPolicyIn,
     validate,
 )
@@ -243,8 +244,19 @@ def _pool_changed(action: str, target: str, change: PoolChange, reason: str | No
 
 @bp.post("/slots")
 def add_slot() -> Response:
-    name = slot_rules.check_slot_name(validate(SlotIn, read_json_object(request)).name)
-    return _pool_changed("slot.add", f"slot:{name}", lambda c, m: slot_rules.add_slot(c, name, m))
+    body = validate(SlotIn, read_json_object(request))
+    name = slot_rules.check_slot_name(body.name)
+    return _pool_changed(
+        "slot.add", f"slot:{name}", lambda c, m: slot_rules.add_slot(c, name, m, body.gpu_model)
+    )
+
+
+@bp.put("/slots/<name>/gpu-model")
+def tie_slot(name: str) -> Response:
+    model = validate(SlotModelIn, read_json_object(request)).gpu_model
+    return _pool_changed(
+        "slot.gpu_model", f"slot:{name}", lambda c, m: slot_rules.set_gpu_model(c, name, model)
+    )
 
 
 @bp.delete("/slots/<name>")
@@ -402,6 +414,13 @@ OPERATIONS: spec.Operations = {
         "Add a slot to the pool",
         {**spec.POOL_CHANGED, "409": spec.problem("Already in the pool."), **spec.BODY_PROBLEMS},
         requestBody=spec.body("SlotIn"),
+    ),
+    ("/admin/slots/{name}/gpu-model", "put"): spec.admin(
+        "adminTieSlot",
+        "Tie a slot to a GPU model (its next lease goes to the best result on that model), or untie it",
+        {**spec.POOL_CHANGED, "404": spec.problem("No such slot."), **spec.BODY_PROBLEMS},
+        parameters=[spec.SLOT],
+        requestBody=spec.body("SlotModelIn"),
     ),
     ("/admin/slots/{name}", "delete"): spec.admin(
         "adminRemoveSlot",

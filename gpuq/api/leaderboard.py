@@ -21,6 +21,7 @@ from gpuq.api import params, spec
 from gpuq.api.context import runtime
 from gpuq.api.limits import exempt
 from gpuq.api.params import LEADERBOARD, choice_param, text_param
+from gpuq.evidence.model import model_name
 from gpuq.leaderboard import DEFAULT_VIEW, VIEWS, Page
 from gpuq.leaderboard.gpus import MAX_MODEL_LENGTH
 from gpuq.serialize import entry
@@ -61,6 +62,7 @@ def leaderboard() -> Response:
 
 
 def _gpu_board(model: str, offset: int, limit: int, view: str) -> Response:
+    model = model_name(model)  # as stored: spaces collapsed
     page = runtime().gpus.page(model, offset, limit, view)
     return Response(_render(page, view, offset, limit, model), mimetype="application/json")
 

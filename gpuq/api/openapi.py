@@ -108,6 +108,7 @@ MODELS: list[type[BaseModel]] = [
     schemas.SlotHistory,
     schemas.SlotAction,
     schemas.SlotIn,
+    schemas.SlotModelIn,
     schemas.PoolSizeIn,
     schemas.SlotPolicyIn,
     schemas.SlotPolicyOut,

@@ -84,6 +84,10 @@ else:
     )
 
 
+GpuModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S")]
+"""A GPU model's name as NVML gives it (GET /gpus lists those with results)."""
+
+
 class SubmissionIn(BaseModel):
     """The body of POST /submit_qualification."""
 
@@ -94,7 +98,7 @@ class SubmissionIn(BaseModel):
     power_efficiency: Percent
     completion_time: Seconds
     accuracy: Percent
-    gpu_model: Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S")] | None = Field(
+    gpu_model: GpuModelName | None = Field(
         None,
         description="Optional: the GPU model the numbers were measured on, as declared (a measured "
         "result's model comes from its evidence instead).",
@@ -502,6 +506,17 @@ class SlotIn(BaseModel):
         Field(max_length=64),
         WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}),
     ]
+    gpu_model: GpuModelName | None = Field(
+        None, description="Tie the slot to a GPU model: it goes to the best result on that model."
+    )
+
+
+class SlotModelIn(BaseModel):
+    """The body of PUT /admin/slots/{name}/gpu-model."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    gpu_model: GpuModelName | None = Field(description="The GPU model the slot is tied to; null: any result.")
 
 
 if TYPE_CHECKING:  # an int to the type checker; bounds and schema for pydantic
@@ -553,6 +568,7 @@ DateTime = Field(json_schema_extra={"format": "date-time"})
 
 class SlotOut(BaseModel):
     name: str
+    gpu_model: str | None = Field(description="Tied to this GPU model's results; null: any result.")
     state: Literal["free", "offered", "held", "draining"]
     lease_state: Literal["offered", "held"] | None = Field(description="The live lease's state, if any.")
     holder: str | None
@@ -571,12 +587,26 @@ class InLine(BaseModel):
     score: float
 
 
+class ModelPlace(BaseModel):
+    gpu_model: str
+    position: int
+
+
+class ModelLine(BaseModel):
+    gpu_model: str
+    in_line: list[InLine] = Field(description="The next eligible participants for this model's slots.")
+
+
 class SlotStanding(BaseModel):
     participant: str
     eligible: bool
     position: int | None = Field(description="Place in line when eligible.")
     reason: str
     cooling_down_until: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    gpu_models: list[ModelPlace] = Field(
+        description="When eligible: the place in the line of each GPU model's slots the caller's "
+        "results qualify for."
+    )
 
 
 FlagCode = Literal[
@@ -612,6 +642,9 @@ class SlotPolicyOut(BaseModel):
 class SlotsOut(BaseModel):
     slots: list[SlotOut]
     in_line: list[InLine] = Field(description="The next eligible participants, in order.")
+    model_lines: list[ModelLine] = Field(
+        description="For each GPU model that slots are tied to: the next in that line."
+    )
     policy: SlotPolicyOut
     now: str = DateTime
     me: SlotStanding | None = Field(None, description="With an API key: where the caller stands.")

@@ -11,6 +11,12 @@ Policy (the one place it is decided):
 * A free slot (in the pool, not draining, no live lease) goes to the
   **highest-ranked eligible** participant: leaderboard order
   (gpuq.leaderboard.rule), ties to whoever reached the score first.
+* **Which result counts**: a participant's lead (their best ranked result);
+  with `measured_only`, their best ranked measured result. A slot tied to a
+  GPU model (`gpu_model`) counts only results on that model: it goes to the
+  participant with the best such result. Free slots are filled model slots
+  first, then by name, so that a participant who qualifies for a model slot
+  takes it rather than a slot anybody could use.
 * With a claim window (`claim_seconds` > 0) the slot is first *offered*; the
   participant accepts within the window or the offer lapses ("declined") and
   the slot passes on. Without one it is granted at once.
@@ -46,6 +52,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gpuq.config import SLOT_NAME, Settings
 from gpuq.errors import Conflict, FieldError, InvalidInput, NotFound
+from gpuq.evidence.model import model_name
 from gpuq.leaderboard import rule
 from gpuq.store import tables
 
@@ -181,15 +188,30 @@ def _slot(connection: Connection, name: str, lock: bool = False) -> Any:
     return row
 
 
-def add_slot(connection: Connection, name: str, moment: dt.datetime) -> None:
-    """Add a slot to the pool (a removed one comes back); raises Conflict if it is in the pool."""
+def add_slot(connection: Connection, name: str, moment: dt.datetime, gpu_model: str | None = None) -> None:
+    """Add a slot to the pool (a removed one comes back), tied to `gpu_model` if given;
+    raises Conflict if it is in the pool."""
     row = connection.execute(select(SLOTS.c.removed_at).where(SLOTS.c.name == name)).first()
     if row is not None and row.removed_at is None:
         raise Conflict(f"slot {name!r} is already in the pool")
     if row is None:
-        connection.execute(insert(SLOTS).values(name=name, created_at=moment))
+        connection.execute(insert(SLOTS).values(name=name, created_at=moment, gpu_model=_model(gpu_model)))
     else:
-        connection.execute(update(SLOTS).where(SLOTS.c.name == name).values(removed_at=None, draining=False))
+        connection.execute(
+            update(SLOTS)
+            .where(SLOTS.c.name == name)
+            .values(removed_at=None, draining=False, gpu_model=_model(gpu_model))
+        )
+
+
+def set_gpu_model(connection: Connection, name: str, gpu_model: str | None) -> None:
+    """Tie a slot to `gpu_model` (None: any result qualifies); a running lease runs on."""
+    _slot(connection, name, lock=True)
+    connection.execute(update(SLOTS).where(SLOTS.c.name == name).values(gpu_model=_model(gpu_model)))
+
+
+def _model(gpu_model: str | None) -> str | None:
+    return None if gpu_model is None else model_name(gpu_model)
 
 
 def remove_slot(connection: Connection, name: str, moment: dt.datetime) -> None:
@@ -231,8 +253,22 @@ def resize(connection: Connection, size: int, moment: dt.datetime, prefix: str =
 # Who is eligible, in what order.
 
 
-def _ranked_entries(moment: dt.datetime, rules: Policy) -> Any:
-    """Participants with their leading entry (view best) who are eligible now, best first."""
+def _counted(rules: Policy, model: str | None) -> list[ColumnElement[bool]] | None:
+    """What a result must be to count for a slot (see "Which result counts"); None: the
+    participant's lead counts."""
+    if not rules.measured_only and model is None:
+        return None
+    counted: list[ColumnElement[bool]] = [SUBMISSIONS.c.ranked]
+    if rules.measured_only:
+        counted.append(SUBMISSIONS.c.provenance == "measured")
+    if model is not None:
+        counted.append(SUBMISSIONS.c.gpu_model == model)
+    return counted
+
+
+def _ranked_entries(moment: dt.datetime, rules: Policy, model: str | None = None) -> Any:
+    """Participants who are eligible now with the entry that counts for a slot tied to GPU
+    `model` (None: any slot), best first."""
     cooling_since = moment - dt.timedelta(seconds=rules.cooldown_seconds)
     live = exists().where(LEASES.c.participant_id == PARTICIPANTS.c.id, LEASES.c.ended_at.is_(None))
     cooling = exists().where(
@@ -242,11 +278,12 @@ def _ranked_entries(moment: dt.datetime, rules: Policy) -> Any:
     )
     entries: Any = SUBMISSIONS
     leading: ColumnElement[bool] = SUBMISSIONS.c.leads
-    if rules.measured_only:  # each participant's best ranked measured result, not their lead
+    counted = _counted(rules, model)
+    if counted is not None:  # each participant's best result among those that count
         place = rule.leader_place(SUBMISSIONS.c.participant_id, SUBMISSIONS.c.score, SUBMISSIONS.c.id)
         entries = (
             select(SUBMISSIONS.c.participant_id, SUBMISSIONS.c.id, SUBMISSIONS.c.score, place.label("place"))
-            .where(SUBMISSIONS.c.ranked, SUBMISSIONS.c.provenance == "measured")
+            .where(*counted)
             .subquery()
         )
         leading = entries.c.place == 1
@@ -264,9 +301,12 @@ def _ranked_entries(moment: dt.datetime, rules: Policy) -> Any:
     )
 
 
-def in_line(connection: Connection, moment: dt.datetime, rules: Policy, limit: int) -> list[dict[str, Any]]:
-    """The next `limit` eligible participants, in order."""
-    rows = connection.execute(_ranked_entries(moment, rules).limit(limit)).all()
+def in_line(
+    connection: Connection, moment: dt.datetime, rules: Policy, limit: int, model: str | None = None
+) -> list[dict[str, Any]]:
+    """The next `limit` eligible participants for a slot tied to GPU `model` (None: a slot
+    anybody could use), in order."""
+    rows = connection.execute(_ranked_entries(moment, rules, model).limit(limit)).all()
     return [{"position": i, "participant": r.name, "score": r.score} for i, r in enumerate(rows, start=1)]
 
 
@@ -274,36 +314,58 @@ def in_line(connection: Connection, moment: dt.datetime, rules: Policy, limit: i
 
 
 _FREE = (
-    select(SLOTS.c.name)
+    select(SLOTS.c.name, SLOTS.c.gpu_model)
     .where(
         SLOTS.c.removed_at.is_(None),
         ~SLOTS.c.draining,
         ~exists().where(LEASES.c.slot_name == SLOTS.c.name, LEASES.c.ended_at.is_(None)),
     )
-    .order_by(SLOTS.c.name)
-    .limit(1)
+    .order_by(SLOTS.c.gpu_model.is_(None), SLOTS.c.name)  # model slots first (see the policy)
 )
 
 
 def any_free_slot(connection: Connection) -> bool:
     """Whether some slot is free right now (no lock: a hint that allocating may succeed)."""
-    return connection.execute(_FREE).first() is not None
+    return connection.execute(_FREE.limit(1)).first() is not None
 
 
-def _free_slot(connection: Connection) -> str | None:
-    """Lock one free slot (in the pool, not draining, no live lease), skipping slots other
-    allocators hold locked; None when there is none."""
-    return connection.execute(_FREE.with_for_update(skip_locked=True)).scalar()
+def model_pools(connection: Connection) -> list[str]:
+    """The GPU models that slots in the pool are tied to, by name."""
+    query = (
+        select(SLOTS.c.gpu_model)
+        .where(SLOTS.c.removed_at.is_(None), SLOTS.c.gpu_model.is_not(None))
+        .distinct()
+        .order_by(SLOTS.c.gpu_model)
+    )
+    return list(connection.execute(query).scalars())
 
 
 def allocate_one(connection: Connection, clock: Clock, rules: Policy) -> Change | None:
-    """Give one free slot to the highest-ranked eligible participant; None when there is
-    no free slot or nobody eligible. Call in a transaction and commit after each."""
-    slot = _free_slot(connection)
-    if slot is None:
-        return None
+    """Give one free slot to the highest-ranked participant eligible for it; None when no
+    free slot has anybody eligible. Call in a transaction and commit after each.
+
+    Each free slot in turn is locked (skipping slots other allocators hold) and kept only
+    if somebody is eligible for it: a savepoint releases the lock of a slot nobody can
+    take, so that a concurrent allocator may fill it once somebody can."""
+    for slot in connection.execute(_FREE).all():
+        attempt = connection.begin_nested()
+        locked = connection.execute(
+            _FREE.where(SLOTS.c.name == slot.name).with_for_update(skip_locked=True)
+        ).first()
+        change = None if locked is None else _lease(connection, clock, rules, slot.name, slot.gpu_model)
+        if change is not None:
+            attempt.commit()
+            return change
+        attempt.rollback()
+    return None
+
+
+def _lease(
+    connection: Connection, clock: Clock, rules: Policy, slot: str, model: str | None
+) -> Change | None:
+    """Offer (or grant) the locked free `slot` to the first in its line; None: nobody eligible."""
     for _attempt in range(MAX_ROUNDS):
-        candidate = connection.execute(_ranked_entries(clock(), rules).limit(1)).first()
+        candidate = connection.execute(_ranked_entries(clock(), rules, model).limit(1)).first()
         if candidate is None:
             return None
         moment = clock()  # the slot is locked and seen free: the grant happens now
@@ -444,6 +506,7 @@ def pool(connection: Connection, moment: dt.datetime) -> list[dict[str, Any]]:
     rows = connection.execute(
         select(
             SLOTS.c.name,
+            SLOTS.c.gpu_model,
             SLOTS.c.draining,
             LEASES.c.id,
             LEASES.c.state,
@@ -465,6 +528,7 @@ def pool(connection: Connection, moment: dt.datetime) -> list[dict[str, Any]]:
         result.append(
             {
                 "name": row.name,
+                "gpu_model": row.gpu_model,
                 "state": state,
                 "lease_state": row.state,
                 "holder": row.holder,
@@ -480,7 +544,8 @@ def pool(connection: Connection, moment: dt.datetime) -> list[dict[str, Any]]:
 def standing(
     connection: Connection, participant_id: int, moment: dt.datetime, rules: Policy
 ) -> dict[str, Any]:
-    """Where a participant stands: eligible with a position in line, or why not."""
+    """Where a participant stands: eligible with a position in line (and in the line of each
+    GPU model pool their results qualify for), or why not."""
     member = connection.execute(
         select(PARTICIPANTS.c.name, PARTICIPANTS.c.disqualified_at).where(PARTICIPANTS.c.id == participant_id)
     ).one()
@@ -489,19 +554,16 @@ def standing(
             LEASES.c.participant_id == participant_id, LEASES.c.ended_at.is_(None)
         )
     ).first()
-    entry = select(SUBMISSIONS.c.score, SUBMISSIONS.c.id).where(
-        SUBMISSIONS.c.participant_id == participant_id
-    )
-    if rules.measured_only:  # the entry the line takes (see _ranked_entries)
-        entry = entry.where(SUBMISSIONS.c.ranked, SUBMISSIONS.c.provenance == "measured")
-        entry = entry.order_by(*rule.order(SUBMISSIONS.c.score, SUBMISSIONS.c.id)).limit(1)
-    else:
-        entry = entry.where(SUBMISSIONS.c.leads)
-    best = connection.execute(entry).first()
+    best = _counting_entry(connection, participant_id, rules, None)
     last_end = connection.scalar(
         select(func.max(LEASES.c.ended_at)).where(LEASES.c.participant_id == participant_id)
     )
-    result: dict[str, Any] = {"participant": member.name, "eligible": False, "position": None}
+    result: dict[str, Any] = {
+        "participant": member.name,
+        "eligible": False,
+        "position": None,
+        "gpu_models": [],
+    }
     cooling_until = None if last_end is None else last_end + dt.timedelta(seconds=rules.cooldown_seconds)
     if member.disqualified_at is not None:
         result["reason"] = "disqualified"
@@ -518,14 +580,45 @@ def standing(
         result["reason"] = "cooling down after a lease"
         result["cooling_down_until"] = cooling_until
     else:
-        eligible = _ranked_entries(moment, rules).subquery()
-        ahead = connection.scalar(
-            select(func.count())
-            .select_from(eligible)
-            .where(or_(*rule.ahead_of(eligible.c.score, eligible.c.entry, best.score, best.id)))
+        result.update(
+            eligible=True,
+            position=_position(connection, moment, rules, None, best),
+            reason="eligible: waiting for a free slot",
         )
-        result.update(eligible=True, position=(ahead or 0) + 1, reason="eligible: waiting for a free slot")
+        for model in model_pools(connection):
+            entry = _counting_entry(connection, participant_id, rules, model)
+            if entry is not None and entry.score >= rules.qualifying_score:
+                place = _position(connection, moment, rules, model, entry)
+                result["gpu_models"].append({"gpu_model": model, "position": place})
     return result
+
+
+def _counting_entry(connection: Connection, participant_id: int, rules: Policy, model: str | None) -> Any:
+    """The participant's result that counts for a slot tied to `model` (see _ranked_entries):
+    a row (score, id), or None."""
+    entry = select(SUBMISSIONS.c.score, SUBMISSIONS.c.id).where(
+        SUBMISSIONS.c.participant_id == participant_id
+    )
+    counted = _counted(rules, model)
+    if counted is None:
+        entry = entry.where(SUBMISSIONS.c.leads)
+    else:
+        entry = entry.where(*counted).order_by(*rule.order(SUBMISSIONS.c.score, SUBMISSIONS.c.id)).limit(1)
+    return connection.execute(entry).first()
+
+
+def _position(
+    connection: Connection, moment: dt.datetime, rules: Policy, model: str | None, entry: Any
+) -> int:
+    """The place in the line for a slot tied to `model` of an eligible participant whose
+    counting result is `entry`."""
+    eligible = _ranked_entries(moment, rules, model).subquery()
+    ahead = connection.scalar(
+        select(func.count())
+        .select_from(eligible)
+        .where(or_(*rule.ahead_of(eligible.c.score, eligible.c.entry, entry.score, entry.id)))
+    )
+    return (ahead or 0) + 1
 
 
 def history(connection: Connection, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:

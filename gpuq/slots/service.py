@@ -47,6 +47,10 @@ def slot_json(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "granted_at": _time(item["granted_at"]), "expires_at": _time(item["expires_at"])}
 
 
+def _line(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "score": number(e["score"])} for e in entries]
+
+
 def policy_json(policy: Policy) -> dict[str, Any]:
     return {
         "lease_hours": policy.lease_seconds / 3600,
@@ -172,9 +176,13 @@ class SlotService:
             policy = rules.policy(connection)
             body: dict[str, Any] = {
                 "slots": [slot_json(item) for item in rules.pool(connection, moment)],
-                "in_line": [
-                    {**e, "score": number(e["score"])}
-                    for e in rules.in_line(connection, moment, policy, IN_LINE)
+                "in_line": _line(rules.in_line(connection, moment, policy, IN_LINE)),
+                "model_lines": [
+                    {
+                        "gpu_model": model,
+                        "in_line": _line(rules.in_line(connection, moment, policy, IN_LINE, model)),
+                    }
+                    for model in rules.model_pools(connection)
                 ],
                 "policy": policy_json(policy),
                 "now": iso_z(moment),

@@ -342,6 +342,8 @@ class Slot(Base):
     """No new lease; the current one runs out."""
     removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    gpu_model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """None: any result qualifies; a model: only results on that GPU model (gpuq.slots.rules)."""
 
 
 LEASE_STATES = ("offered", "held", "ended")

@@ -314,6 +314,66 @@ def test_a_slot_line_for_measured_results_passes_over_typed_numbers(make_app, cl
     assert api.get("/slots").get_json()["policy"]["measured_only"] is measured_only
 
 
+def test_a_slot_tied_to_a_gpu_model_goes_to_the_best_result_on_that_model(make_app, clock):
+    app = make_app(clock=clock, slots="gpu-0,h100-0", qualifying_score=100)  # nobody qualifies yet
+    api = app.test_client()
+    admin = make_admin(app)
+    h100, a100 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"
+    tied = api.put(
+        "/admin/slots/h100-0/gpu-model", json={"gpu_model": "NVIDIA  H100 80GB HBM3"}, headers=bearer(admin)
+    )
+    assert tied.status_code == 200, tied.get_json()
+    assert [(s["name"], s["gpu_model"]) for s in tied.get_json()["slots"]] == [
+        ("gpu-0", None),
+        ("h100-0", h100),
+    ]
+    runs = [("bob", h100, 95.0), ("alice", a100, 90.0), ("carol", h100, 85.0)]  # best first
+    keys = {name: register(api, name) for name, _model, _util in runs}
+    tickets = [ticket_for(api, keys[name]) for name, _model, _util in runs]
+    clock.advance(21)
+    for (name, model, util), ticket in zip(runs, tickets, strict=True):
+        body = evidence_for(ticket, util=util)
+        body["gpu"]["name"] = model
+        assert send(api, keys[name], ticket, body).status_code == 201
+    assert api.get("/slots", headers=bearer(keys["carol"])).get_json()["me"]["gpu_models"] == []
+
+    # Both slots come free for the line at once: the model's slot is filled first, so the
+    # best H100 result takes it and the slot anybody could use goes to the next.
+    lowered = api.put("/admin/slots/policy", json={"qualifying_score": 50}, headers=bearer(admin))
+    assert lowered.status_code == 200
+    slots = api.get("/slots", headers=bearer(keys["carol"])).get_json()
+    assert [(s["name"], s["holder"]) for s in slots["slots"]] == [("gpu-0", "alice"), ("h100-0", "bob")]
+    assert (slots["me"]["position"], slots["me"]["gpu_models"]) == (1, [{"gpu_model": h100, "position": 1}])
+    assert slots["model_lines"] == [
+        {
+            "gpu_model": h100,
+            "in_line": [{"position": 1, "participant": "carol", "score": slots["in_line"][0]["score"]}],
+        }
+    ]
+    released = api.post("/slots/h100-0/release", headers=bearer(keys["bob"]))
+    assert released.status_code == 200
+    pool = api.get("/slots").get_json()["slots"]
+    assert [(s["name"], s["holder"]) for s in pool] == [("gpu-0", "alice"), ("h100-0", "carol")]
+
+    untied = api.put("/admin/slots/h100-0/gpu-model", json={"gpu_model": None}, headers=bearer(admin))
+    assert untied.get_json()["slots"][1]["gpu_model"] is None
+    assert api.get("/slots").get_json()["model_lines"] == []
+    for path, body, status in [
+        ("/admin/slots/nope/gpu-model", {"gpu_model": h100}, 404),
+        ("/admin/slots/h100-0/gpu-model", {"gpu_model": " "}, 422),
+        ("/admin/slots/h100-0/gpu-model", {}, 422),
+    ]:
+        answer = api.put(path, json=body, headers=bearer(admin))
+        assert answer.status_code == status and answer.mimetype == "application/problem+json"
+    assert api.put("/admin/slots/h100-0/gpu-model", json={"gpu_model": h100}).status_code == 401
+    added = api.post("/admin/slots", json={"name": "a100-0", "gpu_model": a100}, headers=bearer(admin))
+    assert added.get_json()["slots"][0] == {
+        **added.get_json()["slots"][0],
+        "name": "a100-0",
+        "gpu_model": a100,
+    }
+
+
 def test_each_gpu_model_has_a_board_of_its_measured_results(api, clock):
     alice, bob = register(api, "alice"), register(api, "bob")
     submit_as(api, alice)  # self-reported: on no GPU's board

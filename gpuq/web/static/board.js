@@ -6,6 +6,8 @@
   const state = { histogram: new Array(BUCKETS).fill(0), records: [], total: 0, slots: [] };
   const $ = (id) => document.getElementById(id);
   const svgNS = "http://www.w3.org/2000/svg";
+  const GPU = document.body.dataset.gpu || null;  // /board?gpu=<model>: that model's board
+  const SIZE = Number(document.body.dataset.boardSize) || 10;
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -98,6 +100,10 @@
     return `${slot.state === "draining" ? "draining, " : ""}${what}${who}${left}`;
   }
 
+  function describe(slot) {  // a slot tied to a GPU model says so
+    return " " + describeSlot(slot) + (slot.gpu_model ? ` · for ${slot.gpu_model}` : "");
+  }
+
   function renderSlots(slots) {
     state.slots = slots || [];
     const list = $("slots");
@@ -114,7 +120,7 @@
       name.textContent = slot.name;
       const detail = document.createElement("span");
       detail.className = "slot-detail";
-      detail.textContent = " " + describeSlot(slot);
+      detail.textContent = describe(slot);
       item.append(name, detail);
       list.append(item);
     }
@@ -122,12 +128,66 @@
 
   setInterval(() => {  // the countdowns tick between events
     const details = document.querySelectorAll("#slots .slot-detail");
-    state.slots.forEach((slot, i) => { if (details[i]) details[i].textContent = " " + describeSlot(slot); });
+    state.slots.forEach((slot, i) => { if (details[i]) details[i].textContent = describe(slot); });
   }, 1000);
 
   function setTotal(total) {
     state.total = total;
     $("total").textContent = String(total);
+  }
+
+  // Reads `url` and renders its JSON, one read at a time: a change announced while a read is
+  // under way triggers one more read when it ends, so the page ends on the newest answer.
+  function reader(url, render) {
+    let busy = false, again = false;
+    return async function read() {
+      if (busy) { again = true; return; }
+      busy = true;
+      try {
+        do {
+          again = false;
+          const response = await fetch(url, { cache: "no-store" });
+          if (response.ok) render(await response.json());
+        } while (again);
+      } catch (error) {
+        /* unreachable for now: the stream's next change reads again */
+      } finally {
+        busy = false;
+      }
+    };
+  }
+
+  // One GPU model's board is not in the stream: it is read from the API whenever the
+  // stream says the board changed.
+  const readModelBoard = GPU && reader(`/leaderboard?gpu=${encodeURIComponent(GPU)}&limit=${SIZE}`, (data) => {
+    renderLeaders(data.leaderboard, state.lastId);
+    setTotal(data.total);
+  });
+
+  function renderGpus(data) {  // links to every GPU model's board, and back to the whole board
+    const list = $("gpus");
+    list.replaceChildren();
+    if (!data.gpus.length) return;
+    const links = [{ text: "All GPUs", href: "/board", current: !GPU }].concat(data.gpus.map((g) => ({
+      text: `${g.model} (${g.results})`, href: "/board?gpu=" + encodeURIComponent(g.model), current: g.model === GPU,
+    })));
+    for (const link of links) {
+      const item = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = link.href;
+      a.textContent = link.text;
+      if (link.current) a.setAttribute("aria-current", "page");
+      item.append(a);
+      list.append(item);
+    }
+  }
+  const readGpus = reader("/gpus", renderGpus);
+
+  function boardChanged(leaderboard, total) {  // the whole board as the stream sends it
+    readGpus();
+    if (GPU) { readModelBoard(); return; }
+    renderLeaders(leaderboard, state.lastId);
+    setTotal(total);
   }
 
   // The stream is read with fetch rather than EventSource: EventSource gives up for good on
@@ -209,8 +269,7 @@
     const data = JSON.parse(message.data);
     state.histogram = data.histogram;
     state.records = data.records;
-    setTotal(data.total);
-    renderLeaders(data.leaderboard);
+    boardChanged(data.leaderboard, data.total);
     renderHistogram();
     renderRecords();
     renderSlots(data.slots);
@@ -222,8 +281,7 @@
   });
   on("leaderboard", (message) => {
     const data = JSON.parse(message.data);
-    renderLeaders(data.leaderboard, state.lastId);
-    setTotal(data.total);
+    boardChanged(data.leaderboard, data.total);
   });
   on("submission", (message) => {
     const s = JSON.parse(message.data);
@@ -235,7 +293,8 @@
     }
     // The board shows each participant once: only an anonymous entry surely adds a row
     // (a participant's count is corrected by the next leaderboard event).
-    if (s.participant === null && s.rank !== null) setTotal(state.total + 1);
+    if (!GPU && s.participant === null && s.rank !== null) setTotal(state.total + 1);
+    if (GPU) readModelBoard();  // it may have moved that model's board and not the whole one
     renderHistogram();
     renderRecords();
     const who = s.participant ? `${s.participant}'s submission #${s.submission_id}` : `Submission #${s.submission_id}`;
